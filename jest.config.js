@@ -1,0 +1,26 @@
+// Tests run on the TypeScript sources through @swc/jest (types are checked by `tsc` in
+// `npm test`), as native ESM: node --experimental-vm-modules, see package.json.
+const swc = [
+  '@swc/jest',
+  {
+    jsc: { parser: { syntax: 'typescript' }, target: 'es2022' },
+    module: { type: 'es6' },
+    sourceMaps: 'inline',
+  },
+];
+
+/** @type {import('jest').Config} */
+export default {
+  testEnvironment: 'node',
+  extensionsToTreatAsEsm: ['.ts'],
+  transform: { '^.+\\.ts$': swc },
+  moduleNameMapper: {
+    // Workspace packages are tested from their sources, not their dist.
+    '^@lifecycle/(api|ingest)$': '<rootDir>/services/$1/src/index.ts',
+    '^@lifecycle/([a-z]+)$': '<rootDir>/packages/$1/src/index.ts',
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+  },
+  testMatch: ['**/*.spec.ts'],
+  testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  testTimeout: 60_000,
+};

@@ -1,0 +1,5 @@
+export * from './touchpoint.js';
+export * from './rejection.js';
+export * from './config.js';
+export * from './read-models.js';
+export * from './lifecycle-events.js';

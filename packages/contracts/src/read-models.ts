@@ -1,0 +1,38 @@
+/** Stages of SPEC §3, in the priority order used to pick one. */
+export const STAGES = ['churned', 'at_risk', 'loyal', 'retained', 'converted', 'acquired', 'reached'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export const CHURN_REASONS = ['payment_failure', 'inactivity'] as const;
+export type ChurnReason = (typeof CHURN_REASONS)[number];
+
+/** Currency code → sum of minor units. Never summed across currencies. */
+export type Revenue = Record<string, number>;
+
+/** One line of `export customers` (SPEC §7); key order is the export's. */
+export interface CustomerRow {
+  customerId: string;
+  stage: Stage;
+  acquiredAt: string | null;
+  cohort: string | null;
+  channel: string | null;
+  convertedAt: string | null;
+  churnedAt: string | null;
+  churnReason: ChurnReason | null;
+  payments: number;
+  reactivations: number;
+  referrals: number;
+  revenue: Revenue;
+}
+
+/** One line of `export cohorts` (SPEC §7); key order is the export's. */
+export interface CohortRow {
+  cohort: string;
+  periodIndex: number;
+  period: string;
+  size: number;
+  converted: number;
+  active: number;
+  churned: number;
+  reactivated: number;
+  revenue: Revenue;
+}

@@ -1,0 +1,117 @@
+import { z } from 'zod';
+
+/** Event types of schema version 1, in canonical rank order (SPEC §2). */
+export const TOUCHPOINT_TYPES = [
+  'ad_impression',
+  'registration',
+  'purchase',
+  'renewal',
+  'payment_failure',
+  'referral',
+] as const;
+export type TouchpointType = (typeof TOUCHPOINT_TYPES)[number];
+
+// Instants outside this range are "absurd values" (SPEC §6.4): almost always a unit mistake
+// (seconds vs milliseconds) or a placeholder date, never a real customer touchpoint.
+export const EARLIEST_INSTANT = '1970-01-01T00:00:00Z';
+export const LATEST_INSTANT = '2100-01-01T00:00:00Z';
+const earliestMs = Date.parse(EARLIEST_INSTANT);
+const latestMs = Date.parse(LATEST_INSTANT);
+
+const instant = z
+  .iso.datetime({ offset: true })
+  .refine((s) => {
+    const ms = Date.parse(s);
+    return ms >= earliestMs && ms < latestMs;
+  }, `must be between ${EARLIEST_INSTANT} and ${LATEST_INSTANT}`);
+
+const identifier = z.string().min(1).max(128);
+
+export const MoneySchema = z.object({
+  amountMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code of 3 upper-case letters'),
+});
+export type Money = z.infer<typeof MoneySchema>;
+
+const envelope = {
+  id: identifier,
+  occurredAt: instant,
+  customerId: identifier,
+  anonymousId: identifier.optional(),
+  source: z.string().max(256).optional(),
+};
+
+const properties = <S extends z.ZodRawShape>(shape: S) => z.looseObject(shape);
+
+export const AdImpressionSchema = z
+  .looseObject({
+    ...envelope,
+    type: z.literal('ad_impression'),
+    customerId: identifier.optional(),
+    properties: properties({
+      channel: z.string().min(1).max(128),
+      campaign: z.string().max(256).optional(),
+      cost: MoneySchema.optional(),
+    }),
+  })
+  .refine((t) => t.customerId !== undefined || t.anonymousId !== undefined, {
+    message: 'an ad_impression needs customerId or anonymousId',
+    path: ['customerId'],
+  });
+
+export const RegistrationSchema = z.looseObject({
+  ...envelope,
+  type: z.literal('registration'),
+  properties: properties({
+    channel: z.string().min(1).max(128).optional(),
+    campaign: z.string().max(256).optional(),
+    referredBy: identifier.optional(),
+  }).default({}),
+});
+
+export const PurchaseSchema = z.looseObject({
+  ...envelope,
+  type: z.literal('purchase'),
+  properties: properties({ orderId: identifier, amount: MoneySchema }),
+});
+
+export const RenewalSchema = z.looseObject({
+  ...envelope,
+  type: z.literal('renewal'),
+  properties: properties({
+    subscriptionId: identifier,
+    amount: MoneySchema,
+    plan: z.string().max(128).optional(),
+  }),
+});
+
+export const PaymentFailureSchema = z.looseObject({
+  ...envelope,
+  type: z.literal('payment_failure'),
+  properties: properties({
+    subscriptionId: identifier.optional(),
+    amount: MoneySchema.optional(),
+    reason: z.string().max(256).optional(),
+  }).default({}),
+});
+
+export const ReferralSchema = z.looseObject({
+  ...envelope,
+  type: z.literal('referral'),
+  properties: properties({
+    referredCustomerId: identifier.optional(),
+    code: z.string().max(128).optional(),
+  }).default({}),
+});
+
+export const TouchpointSchema = z.discriminatedUnion('type', [
+  AdImpressionSchema,
+  RegistrationSchema,
+  PurchaseSchema,
+  RenewalSchema,
+  PaymentFailureSchema,
+  ReferralSchema,
+]);
+
+export type Touchpoint = z.infer<typeof TouchpointSchema>;
+export type TouchpointOf<T extends TouchpointType> = Extract<Touchpoint, { type: T }>;

@@ -1,0 +1,13 @@
+export { compareCanonical, isPaying, timed, toIso, DAY_MS, type TimedTouchpoint } from './canonical-order.js';
+export { PeriodCalendar } from './periods.js';
+export {
+  foldCustomer,
+  type CohortFacts,
+  type CustomerInput,
+  type CustomerSnapshot,
+  type LinkedImpression,
+  type PaymentFact,
+} from './customer-fold.js';
+export { CohortCells, cohortRows, cohortRowsFromCells, sortedRevenue, type CohortCell } from './cohorts.js';
+export { groupByCustomer, linksEarlier, projectAsOf, type LinkingRegistration, type Projection } from './population.js';
+export { historyChange, type HistoryChange, type RecordedLifecycleEvent } from './lifecycle-history.js';

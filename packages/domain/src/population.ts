@@ -1,0 +1,80 @@
+import type { CohortRow, CustomerRow, LifecycleConfig, Touchpoint } from '@lifecycle/contracts';
+import { timed, type TimedTouchpoint } from './canonical-order.js';
+import { cohortRows } from './cohorts.js';
+import { foldCustomer, type CustomerInput, type CohortFacts, type LinkedImpression } from './customer-fold.js';
+
+/** A registration carrying an `anonymousId`, as far as linking needs it. */
+export interface LinkingRegistration {
+  readonly at: number;
+  readonly id: string;
+}
+
+/**
+ * Who owns a visitor (SPEC §5): the customer of the canonically earliest registration carrying
+ * its `anonymousId` (registrations share a type rank, so: by time, then id). True when
+ * `candidate` takes the visitor from `current`.
+ */
+export function linksEarlier(candidate: LinkingRegistration, current: LinkingRegistration | undefined): boolean {
+  return current === undefined || candidate.at < current.at || (candidate.at === current.at && candidate.id < current.id);
+}
+
+/**
+ * Groups a set of distinct touchpoints (as a store holds them: one per id) into the fold's
+ * inputs, each customer with its own touchpoints and the impressions of the visitors it owns;
+ * `latest` is the latest event time of the whole set, the default as-of instant (SPEC §7).
+ */
+export function groupByCustomer(touchpoints: Iterable<Touchpoint>): { inputs: CustomerInput[]; latest: number } {
+  const own = new Map<string, TimedTouchpoint[]>();
+  const visitorImpressions = new Map<string, TimedTouchpoint[]>();
+  const owners = new Map<string, TimedTouchpoint & LinkingRegistration>();
+  let latest = Number.NEGATIVE_INFINITY;
+  for (const touchpoint of touchpoints) {
+    const t = timed(touchpoint);
+    if (t.at > latest) latest = t.at;
+    const customerId = touchpoint.customerId;
+    const bucket = customerId !== undefined ? own : visitorImpressions;
+    const key = customerId ?? touchpoint.anonymousId!;
+    const list = bucket.get(key);
+    if (list) list.push(t);
+    else bucket.set(key, [t]);
+    if (touchpoint.type === 'registration' && touchpoint.anonymousId !== undefined) {
+      const candidate = { ...t, id: touchpoint.id };
+      if (linksEarlier(candidate, owners.get(touchpoint.anonymousId))) owners.set(touchpoint.anonymousId, candidate);
+    }
+  }
+  const linked = new Map<string, LinkedImpression[]>();
+  for (const [anonymousId, registration] of owners) {
+    const impressions = visitorImpressions.get(anonymousId);
+    if (impressions === undefined) continue;
+    const customerId = registration.touchpoint.customerId!;
+    const list = linked.get(customerId) ?? [];
+    for (const impression of impressions) list.push({ impression, linkAt: registration.at });
+    linked.set(customerId, list);
+  }
+  const inputs = [...own].map(([customerId, list]) => ({ customerId, touchpoints: list, linkedImpressions: linked.get(customerId) ?? [] }));
+  return { inputs, latest };
+}
+
+export interface Projection {
+  /** The as-of instant, epoch ms. */
+  asOf: number;
+  customers: CustomerRow[];
+  cohorts: CohortRow[];
+}
+
+/**
+ * Customers and cohorts as of `asOf` from whole customer histories: the batch path, used by
+ * `export --as-of` and `replay`. A customer has a row once any of its touchpoints is ≤ asOf.
+ */
+export function projectAsOf(inputs: readonly CustomerInput[], asOf: number, config: LifecycleConfig): Projection {
+  const customers: CustomerRow[] = [];
+  const facts: CohortFacts[] = [];
+  for (const input of inputs) {
+    if (!input.touchpoints.some((t) => t.at <= asOf)) continue;
+    const snapshot = foldCustomer(input, asOf, config, { timeline: false });
+    customers.push(snapshot.row);
+    if (snapshot.cohortFacts !== null) facts.push(snapshot.cohortFacts);
+  }
+  customers.sort((a, b) => (a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : 0));
+  return { asOf, customers, cohorts: cohortRows(facts, asOf, config) };
+}

@@ -1,0 +1,116 @@
+import { bulkInsert, type Migration, type SqlExecutor } from '@lifecycle/sql';
+import { ConcurrencyError, shouldAppend, type EventStore, type RecordedEvent } from './event-store.js';
+
+export const eventStoreMigrations: readonly Migration[] = [
+  {
+    id: '0001_event_store',
+    sql: `
+      CREATE TABLE lifecycle_events (
+        position bigserial PRIMARY KEY,
+        stream_id text NOT NULL,
+        revision integer NOT NULL,
+        event_id uuid NOT NULL,
+        event_type text NOT NULL,
+        data jsonb NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        -- Optimistic concurrency: two writers of one revision cannot both commit.
+        UNIQUE (stream_id, revision)
+      );
+      CREATE INDEX lifecycle_events_type ON lifecycle_events (event_type, position);`,
+  },
+];
+
+interface EventRow {
+  stream_id: string;
+  revision: number;
+  event_id: string;
+  event_type: string;
+  data: unknown;
+}
+
+const toRecorded = (row: EventRow): RecordedEvent => ({
+  streamId: row.stream_id,
+  revision: row.revision,
+  id: row.event_id,
+  type: row.event_type,
+  data: row.data,
+});
+
+const UNIQUE_VIOLATION = '23505';
+
+/**
+ * Event streams in PostgreSQL (or PGlite): one table, one row per event. Given a transaction,
+ * appends commit or roll back together with the read models written in it.
+ */
+export function sqlEventStore(sql: SqlExecutor): EventStore {
+  return {
+    async append(requests) {
+      if (requests.length === 0) return;
+      const streamIds = requests.map((r) => r.streamId);
+      const revisions = new Map(
+        (
+          await sql.query<{ stream_id: string; revision: number }>(
+            `SELECT stream_id, max(revision) AS revision FROM lifecycle_events
+             WHERE stream_id = ANY($1::text[]) GROUP BY stream_id`,
+            [streamIds],
+          )
+        ).map((r) => [r.stream_id, r.revision]),
+      );
+      const rows: EventRow[] = [];
+      for (const request of requests) {
+        const current = revisions.get(request.streamId) ?? -1;
+        let following: string[] = [];
+        if (current !== request.expectedRevision) {
+          following = (
+            await sql.query<{ event_id: string }>(
+              'SELECT event_id FROM lifecycle_events WHERE stream_id = $1 AND revision > $2 AND revision <= $3 ORDER BY revision',
+              [request.streamId, request.expectedRevision, request.expectedRevision + request.events.length],
+            )
+          ).map((r) => r.event_id);
+        }
+        if (!shouldAppend(request, current, following)) continue;
+        request.events.forEach((event, i) =>
+          rows.push({ stream_id: request.streamId, revision: current + 1 + i, event_id: event.id, event_type: event.type, data: event.data }),
+        );
+      }
+      try {
+        await bulkInsert(sql, 'lifecycle_events', { stream_id: 'text', revision: 'integer', event_id: 'uuid', event_type: 'text', data: 'jsonb' }, rows);
+      } catch (error) {
+        if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+        // Another writer committed first; the transaction is aborted, the caller retries it.
+        const streamId = /\(stream_id, revision\)=\(([^,]*),/.exec((error as Error).message)?.[1] ?? 'unknown';
+        throw new ConcurrencyError(streamId, -1, -1, { cause: error });
+      }
+    },
+
+    async readStreams(streamIds) {
+      const found = new Map<string, RecordedEvent[]>();
+      if (streamIds.length === 0) return found;
+      const rows = await sql.query<EventRow>(
+        `SELECT stream_id, revision, event_id, event_type, data FROM lifecycle_events
+         WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, revision`,
+        [streamIds],
+      );
+      for (const row of rows) {
+        const stream = found.get(row.stream_id);
+        if (stream) stream.push(toRecorded(row));
+        else found.set(row.stream_id, [toRecorded(row)]);
+      }
+      return found;
+    },
+
+    async *readAllOfType(type, pageSize = 10_000) {
+      let after = 0;
+      for (;;) {
+        const rows = await sql.query<EventRow & { position: number }>(
+          `SELECT position, stream_id, revision, event_id, event_type, data FROM lifecycle_events
+           WHERE event_type = $1 AND position > $2 ORDER BY position LIMIT $3`,
+          [type, after, pageSize],
+        );
+        if (rows.length === 0) return;
+        after = Number(rows[rows.length - 1]!.position);
+        yield rows.map(toRecorded);
+      }
+    },
+  };
+}

@@ -1,0 +1,175 @@
+import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Logger } from 'pino';
+import type { LifecycleConfig, Touchpoint } from '@lifecycle/contracts';
+import { ConcurrencyError } from '@lifecycle/eventstore';
+import { projectBatch, type BatchOutcome } from '@lifecycle/projection';
+import { loadConsumerOffsets, saveConsumerOffsets } from '@lifecycle/readmodel';
+import type { SqlDatabase } from '@lifecycle/sql';
+import { createProducer, type Topics } from './client.js';
+import { deadLetterMessage, parseMessage, touchpointMessage } from './touchpoint-messages.js';
+
+export interface ProjectorServiceOptions {
+  kafka: Kafka;
+  topics: Topics;
+  db: SqlDatabase;
+  config: LifecycleConfig;
+  logger: Logger;
+  /** Stable per instance (host name, pod name): a restarted instance fences its predecessor. */
+  instanceId: string;
+  groupId?: string;
+  /** Touchpoints per read-model transaction. */
+  chunkSize?: number;
+  onBatch?: (outcome: BatchOutcome, seconds: number) => void;
+}
+
+const CONFLICT_RETRIES = 5;
+
+/**
+ * The distributed projector: two consumer groups in one process.
+ *
+ * 1. *Repartition*: reads the input topic, whatever its keys, and re-publishes valid touchpoints
+ *    keyed by customer to the internal `…by-customer` topic and invalid ones to the dead-letter
+ *    topic, in a Kafka transaction that also commits the input offsets: each input message is
+ *    re-published exactly once, also across crashes.
+ * 2. *Project*: reads `…by-customer` and projects each chunk in one PostgreSQL transaction with
+ *    its offsets; on assignment it seeks to the stored offsets, and it skips anything below them
+ *    (Kafka's committed offsets are only a hint).
+ */
+export class ProjectorService {
+  private readonly groupId: string;
+  private readonly repartitionGroupId: string;
+  private readonly repartitionConsumer: Consumer;
+  private readonly projectConsumer: Consumer;
+  private readonly producer: Producer;
+
+  constructor(private readonly options: ProjectorServiceOptions) {
+    this.groupId = options.groupId ?? 'lifecycle-projector';
+    this.repartitionGroupId = `${this.groupId}.repartition`;
+    const { kafka } = options;
+    this.producer = createProducer(kafka, { transactionalId: `${this.repartitionGroupId}.${options.instanceId}`, transactionTimeout: 15_000 });
+    this.repartitionConsumer = kafka.consumer({ groupId: this.repartitionGroupId, readUncommitted: false });
+    this.projectConsumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
+  }
+
+  async start(): Promise<void> {
+    const { topics } = this.options;
+    await this.producer.connect();
+    await this.repartitionConsumer.connect();
+    await this.projectConsumer.connect();
+    await this.repartitionConsumer.subscribe({ topics: [topics.input], fromBeginning: true });
+    await this.projectConsumer.subscribe({ topics: [topics.byCustomer], fromBeginning: true });
+    this.projectConsumer.on(this.projectConsumer.events.GROUP_JOIN, ({ payload }) => {
+      void this.seekToStoredOffsets(payload.memberAssignment[topics.byCustomer] ?? []);
+    });
+    await this.repartitionConsumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.repartition(payload) });
+    await this.projectConsumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.project(payload) });
+  }
+
+  /** Finishes the batches in flight, then leaves the groups. */
+  async stop(): Promise<void> {
+    await Promise.allSettled([this.repartitionConsumer.disconnect(), this.projectConsumer.disconnect()]);
+    await this.producer.disconnect();
+  }
+
+  private async seekToStoredOffsets(partitions: number[]): Promise<void> {
+    const topic = this.options.topics.byCustomer;
+    const stored = await loadConsumerOffsets(this.options.db, this.groupId, topic);
+    for (const partition of partitions) {
+      const offset = stored.get(partition);
+      if (offset !== undefined) this.projectConsumer.seek({ topic, partition, offset: String(offset) });
+    }
+    this.options.logger.info({ topic, partitions, stored: Object.fromEntries(stored) }, 'partitions assigned');
+  }
+
+  private async repartition({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (batch.isEmpty() || !isRunning() || isStale()) return;
+    const { topics } = this.options;
+    const valid = [];
+    const invalid = [];
+    for (const message of batch.messages) {
+      const parsed = parseMessage(message.value);
+      if (parsed.ok) valid.push(touchpointMessage(parsed.touchpoint, message.value!.toString('utf8')));
+      else invalid.push(deadLetterMessage(message.value, parsed.rejection, { topic: batch.topic, partition: String(batch.partition), offset: message.offset }));
+    }
+    const transaction = await this.producer.transaction();
+    try {
+      if (valid.length > 0) await transaction.send({ topic: topics.byCustomer, messages: valid });
+      if (invalid.length > 0) await transaction.send({ topic: topics.deadLetter, messages: invalid });
+      await transaction.sendOffsets({
+        consumerGroupId: this.repartitionGroupId,
+        topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1) }] }],
+      });
+      await transaction.commit();
+    } catch (error) {
+      await transaction.abort().catch(() => undefined);
+      throw error;
+    }
+    await heartbeat();
+  }
+
+  private async project({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const { db, config, logger } = this.options;
+    const chunkSize = this.options.chunkSize ?? 5_000;
+    const stored = (await loadConsumerOffsets(db, this.groupId, batch.topic)).get(batch.partition) ?? 0;
+    const messages = batch.messages.filter((m) => Number(m.offset) >= stored);
+    for (let i = 0; i < messages.length; i += chunkSize) {
+      if (!isRunning() || isStale()) return;
+      const chunk = messages.slice(i, i + chunkSize);
+      const touchpoints: Touchpoint[] = [];
+      for (const message of chunk) {
+        const parsed = parseMessage(message.value);
+        // The repartition stage only publishes valid touchpoints; anything else was not written by it.
+        if (parsed.ok) touchpoints.push(parsed.touchpoint);
+        else logger.warn({ topic: batch.topic, partition: batch.partition, offset: message.offset, reason: parsed.rejection.reason }, 'skipped an invalid message');
+      }
+      const next = Number(chunk[chunk.length - 1]!.offset) + 1;
+      const started = performance.now();
+      const outcome = await this.withConflictRetries(() =>
+        db.transaction(async (tx) => {
+          const result = await projectBatch(tx, touchpoints, config);
+          await saveConsumerOffsets(tx, this.groupId, batch.topic, new Map([[batch.partition, next]]));
+          return result;
+        }),
+      );
+      resolveOffset(chunk[chunk.length - 1]!.offset);
+      await heartbeat();
+      this.options.onBatch?.(outcome, (performance.now() - started) / 1000);
+      logger.debug({ topic: batch.topic, partition: batch.partition, offset: next - 1, accepted: outcome.accepted.length }, 'chunk projected');
+    }
+  }
+
+  private async withConflictRetries<T>(work: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await work();
+      } catch (error) {
+        if (!(error instanceof ConcurrencyError) || attempt >= CONFLICT_RETRIES) throw error;
+        this.options.logger.warn({ err: error, attempt }, 'concurrent append, retrying the chunk');
+        await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt * (0.5 + Math.random())));
+      }
+    }
+  }
+
+  /**
+   * True when both groups have consumed everything: the repartition group's committed input
+   * offsets reach the input's end, and the projector's stored offsets reach the end of
+   * `…by-customer` (less one: a committed transaction ends with a control record no consumer sees).
+   */
+  async caughtUp(): Promise<boolean> {
+    const { kafka, topics, db } = this.options;
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const inputEnds = await admin.fetchTopicOffsets(topics.input);
+      const [committed] = await admin.fetchOffsets({ groupId: this.repartitionGroupId, topics: [topics.input] });
+      const committedBy = new Map((committed?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+      const inputDone = inputEnds.every((p) => Number(p.high) === 0 || (committedBy.get(p.partition) ?? -1) >= Number(p.high));
+      if (!inputDone) return false;
+      const ends = await admin.fetchTopicOffsets(topics.byCustomer);
+      const stored = await loadConsumerOffsets(db, this.groupId, topics.byCustomer);
+      return ends.every((p) => Number(p.high) === 0 || (stored.get(p.partition) ?? 0) >= Number(p.high) - 1);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+}

@@ -1,0 +1,61 @@
+import type { Message, Producer } from 'kafkajs';
+import { parseTouchpoint, type FieldIssue, type RejectionReason } from '@lifecycle/contracts';
+import type { Topics } from './client.js';
+import { deadLetterMessage, touchpointMessage } from './touchpoint-messages.js';
+
+/** What happened to one input line. */
+export type LineResult =
+  | { line: number; status: 'accepted'; id: string }
+  | { line: number; status: 'rejected'; reason: RejectionReason; issues: FieldIssue[] };
+
+export interface PublishSummary {
+  lines: number;
+  accepted: number;
+  rejected: Partial<Record<RejectionReason, number>>;
+}
+
+/**
+ * Validates lines and publishes them: valid touchpoints to the input topic keyed by customer,
+ * invalid ones to the dead-letter topic with the reason in headers. A chunk is acknowledged
+ * (acks=all, idempotent producer) before the next is read, so nothing acknowledged is lost.
+ */
+export async function publishLines(
+  producer: Producer,
+  topics: Topics,
+  lines: AsyncIterable<string> | Iterable<string>,
+  options: { source: string; chunkSize?: number; onResult?: (result: LineResult) => void },
+): Promise<PublishSummary> {
+  const chunkSize = options.chunkSize ?? 5_000;
+  const summary: PublishSummary = { lines: 0, accepted: 0, rejected: {} };
+  let valid: Message[] = [];
+  let invalid: Message[] = [];
+  let results: LineResult[] = [];
+  const flush = async () => {
+    const topicMessages = [
+      { topic: topics.input, messages: valid },
+      { topic: topics.deadLetter, messages: invalid },
+    ].filter((t) => t.messages.length > 0);
+    if (topicMessages.length > 0) await producer.sendBatch({ topicMessages, acks: -1 });
+    for (const result of results) options.onResult?.(result);
+    valid = [];
+    invalid = [];
+    results = [];
+  };
+  for await (const text of lines) {
+    summary.lines += 1;
+    if (text.trim() === '') continue;
+    const parsed = parseTouchpoint(text);
+    if (parsed.ok) {
+      valid.push(touchpointMessage(parsed.touchpoint, text));
+      summary.accepted += 1;
+      results.push({ line: summary.lines, status: 'accepted', id: parsed.touchpoint.id });
+    } else {
+      invalid.push(deadLetterMessage(text, parsed.rejection, { source: options.source, line: String(summary.lines) }));
+      summary.rejected[parsed.rejection.reason] = (summary.rejected[parsed.rejection.reason] ?? 0) + 1;
+      results.push({ line: summary.lines, status: 'rejected', ...parsed.rejection });
+    }
+    if (valid.length + invalid.length >= chunkSize) await flush();
+  }
+  await flush();
+  return summary;
+}

@@ -1,0 +1,2 @@
+export { LifecycleMetrics, createRegistry, type MetricSources } from './metrics.js';
+export { createLogger } from './logger.js';

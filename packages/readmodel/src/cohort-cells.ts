@@ -1,0 +1,66 @@
+import type { CohortRow, LifecycleConfig } from '@lifecycle/contracts';
+import { CohortCells, PeriodCalendar, cohortRowsFromCells, type CohortCell } from '@lifecycle/domain';
+import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
+
+interface CellRecord {
+  cohort_period: number;
+  period_offset: number;
+  customers: number;
+  converted: number;
+  active: number;
+  churned: number;
+  reactivated: number;
+  revenue: Record<string, number>;
+  payments: Record<string, number>;
+}
+
+const toCell = (r: CellRecord): CohortCell => ({
+  cohortPeriod: r.cohort_period,
+  offset: r.period_offset,
+  customers: r.customers,
+  converted: r.converted,
+  active: r.active,
+  churned: r.churned,
+  reactivated: r.reactivated,
+  revenue: r.revenue,
+  payments: r.payments,
+});
+
+const SELECT = 'SELECT cohort_period, period_offset, customers, converted, active, churned, reactivated, revenue, payments FROM cohort_cells';
+
+/** Adds a delta (new contributions minus old ones) to the stored cells of the cohorts it touches. */
+export async function applyCohortDelta(sql: SqlExecutor, delta: CohortCells, config: LifecycleConfig): Promise<void> {
+  if (delta.cells.size === 0) return;
+  const cohorts = [...new Set([...delta.cells.values()].map((c) => c.cohortPeriod))];
+  const sum = new CohortCells();
+  for (const record of await sql.query<CellRecord>(`${SELECT} WHERE cohort_period = ANY($1::integer[])`, [cohorts])) {
+    sum.addCell(toCell(record));
+  }
+  for (const cell of delta.cells.values()) sum.addCell(cell);
+  const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
+  const records = [...sum.cells.values()].map((cell) => ({
+    cohort_period: cell.cohortPeriod,
+    period_offset: cell.offset,
+    cohort: calendar.label(cell.cohortPeriod),
+    period: calendar.label(cell.cohortPeriod + cell.offset),
+    customers: cell.customers,
+    converted: cell.converted,
+    active: cell.active,
+    churned: cell.churned,
+    reactivated: cell.reactivated,
+    revenue: cell.revenue,
+    payments: cell.payments,
+  }));
+  const columns = {
+    cohort_period: 'integer', period_offset: 'integer', cohort: 'text', period: 'text', customers: 'integer', converted: 'integer',
+    active: 'integer', churned: 'integer', reactivated: 'integer', revenue: 'jsonb', payments: 'jsonb',
+  };
+  const updates = Object.keys(columns).slice(2).map((c) => `${c} = EXCLUDED.${c}`).join(', ');
+  await bulkInsert(sql, 'cohort_cells', columns, records, `ON CONFLICT (cohort_period, period_offset) DO UPDATE SET ${updates}`);
+}
+
+/** The cohort table of SPEC §7 as of `asOf`, which must be the instant the cells were kept at. */
+export async function readCohortRows(sql: SqlExecutor, asOf: number, config: LifecycleConfig): Promise<CohortRow[]> {
+  const records = await sql.query<CellRecord>(SELECT);
+  return cohortRowsFromCells(records.map(toCell), asOf, config);
+}

@@ -1,0 +1,127 @@
+import type { CustomerRow, Stage, ChurnReason } from '@lifecycle/contracts';
+import type { CohortFacts } from '@lifecycle/domain';
+import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
+
+/** A customer as the projection keeps it: its export row and what the next batch needs. */
+export interface StoredCustomer {
+  row: CustomerRow;
+  cohortFacts: CohortFacts | null;
+  nextDeadline: number | null;
+}
+
+interface CustomerRecord {
+  customer_id: string;
+  stage: Stage;
+  acquired_at: Date | string | null;
+  cohort: string | null;
+  channel: string | null;
+  converted_at: Date | string | null;
+  churned_at: Date | string | null;
+  churn_reason: ChurnReason | null;
+  payments: number;
+  reactivations: number;
+  referrals: number;
+  revenue: Record<string, number>;
+  next_deadline: number | string | null;
+  cohort_facts: CohortFacts | null;
+}
+
+const iso = (value: Date | string | null): string | null => (value === null ? null : new Date(value).toISOString());
+
+export function toCustomerRow(r: CustomerRecord): CustomerRow {
+  return {
+    customerId: r.customer_id,
+    stage: r.stage,
+    acquiredAt: iso(r.acquired_at),
+    cohort: r.cohort,
+    channel: r.channel,
+    convertedAt: iso(r.converted_at),
+    churnedAt: iso(r.churned_at),
+    churnReason: r.churn_reason,
+    payments: r.payments,
+    reactivations: r.reactivations,
+    referrals: r.referrals,
+    revenue: r.revenue,
+  };
+}
+
+const COLUMNS = {
+  customer_id: 'text',
+  stage: 'text',
+  acquired_at: 'timestamptz',
+  cohort: 'text',
+  channel: 'text',
+  converted_at: 'timestamptz',
+  churned_at: 'timestamptz',
+  churn_reason: 'text',
+  payments: 'integer',
+  reactivations: 'integer',
+  referrals: 'integer',
+  revenue: 'jsonb',
+  next_deadline: 'bigint',
+  cohort_facts: 'jsonb',
+} as const;
+
+export async function loadCustomers(sql: SqlExecutor, ids: readonly string[]): Promise<Map<string, StoredCustomer>> {
+  const found = new Map<string, StoredCustomer>();
+  if (ids.length === 0) return found;
+  const records = await sql.query<CustomerRecord>(
+    `SELECT ${Object.keys(COLUMNS).join(', ')} FROM customers WHERE customer_id = ANY($1::text[])`,
+    [ids],
+  );
+  for (const r of records) {
+    found.set(r.customer_id, {
+      row: toCustomerRow(r),
+      cohortFacts: r.cohort_facts,
+      nextDeadline: r.next_deadline === null ? null : Number(r.next_deadline),
+    });
+  }
+  return found;
+}
+
+/** Customers whose pending churn deadline has passed by `instant` (epoch ms). */
+export async function customersDueBy(sql: SqlExecutor, instant: number): Promise<string[]> {
+  const rows = await sql.query<{ customer_id: string }>('SELECT customer_id FROM customers WHERE next_deadline <= $1', [instant]);
+  return rows.map((r) => r.customer_id);
+}
+
+export async function saveCustomers(sql: SqlExecutor, customers: readonly StoredCustomer[]): Promise<void> {
+  const records = customers.map(({ row, cohortFacts, nextDeadline }) => ({
+    customer_id: row.customerId,
+    stage: row.stage,
+    acquired_at: row.acquiredAt,
+    cohort: row.cohort,
+    channel: row.channel,
+    converted_at: row.convertedAt,
+    churned_at: row.churnedAt,
+    churn_reason: row.churnReason,
+    payments: row.payments,
+    reactivations: row.reactivations,
+    referrals: row.referrals,
+    revenue: row.revenue,
+    next_deadline: nextDeadline,
+    cohort_facts: cohortFacts,
+  }));
+  const updates = Object.keys(COLUMNS)
+    .filter((c) => c !== 'customer_id')
+    .map((c) => `${c} = EXCLUDED.${c}`)
+    .concat('updated_at = now()')
+    .join(', ');
+  await bulkInsert(sql, 'customers', COLUMNS, records, `ON CONFLICT (customer_id) DO UPDATE SET ${updates}`);
+}
+
+/** Every customer row, sorted by customerId as SPEC §7 wants (code-unit order, not a collation). */
+export async function readCustomerRows(sql: SqlExecutor): Promise<CustomerRow[]> {
+  const records = await sql.query<CustomerRecord>(`SELECT ${Object.keys(COLUMNS).join(', ')} FROM customers`);
+  return records.map(toCustomerRow).sort((a, b) => (a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : 0));
+}
+
+export async function readCustomerRow(sql: SqlExecutor, customerId: string): Promise<CustomerRow | null> {
+  const [record] = await sql.query<CustomerRecord>(`SELECT ${Object.keys(COLUMNS).join(', ')} FROM customers WHERE customer_id = $1`, [customerId]);
+  return record === undefined ? null : toCustomerRow(record);
+}
+
+export async function countCustomersByStage(sql: SqlExecutor): Promise<Record<string, number>> {
+  const rows = await sql.query<{ stage: string; count: number | string }>('SELECT stage, count(*) AS count FROM customers GROUP BY stage');
+  return Object.fromEntries(rows.map((r) => [r.stage, Number(r.count)]));
+}

@@ -1,0 +1,63 @@
+import { hostname } from 'node:os';
+import type { LifecycleConfig } from '@lifecycle/contracts';
+import { createKafka, ensureLifecycleTopics, ProjectorService, topicsFor } from '@lifecycle/kafka';
+import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
+import { openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
+import { countCustomersByStage, loadProjectionState } from '@lifecycle/readmodel';
+import { logger } from '../logger.js';
+import { startOpsServer, untilSignal } from '../ops-server.js';
+import type { KafkaOptions } from './produce.js';
+
+export interface ProjectOptions extends KafkaOptions {
+  location: StoreLocation;
+  config: LifecycleConfig;
+  instanceId?: string;
+  untilIdle: boolean;
+  chunkSize?: number;
+  metricsPort: number;
+  host: string;
+}
+
+const IDLE_POLL_MS = 1_000;
+
+/** Runs a projector instance until SIGINT/SIGTERM, or with `untilIdle` until the group caught up. */
+export async function projectCommand(options: ProjectOptions): Promise<void> {
+  const instanceId = options.instanceId ?? hostname();
+  const log = logger.child({ instanceId });
+  const kafka = createKafka({ brokers: options.brokers, clientId: `lifecycle-projector-${instanceId}`, logger: log });
+  const topics = topicsFor(options.topic);
+  await ensureLifecycleTopics(kafka, topics, options.partitions);
+  const db = await openLifecycleStore(options.location);
+  const registry = createRegistry('projector');
+  const metrics = new LifecycleMetrics(registry, { customersByStage: () => countCustomersByStage(db) });
+  const ops = await startOpsServer({
+    port: options.metricsPort,
+    host: options.host,
+    registry,
+    health: async () => {
+      const { watermark } = await loadProjectionState(db);
+      return { instanceId, watermark: watermark === null ? null : new Date(watermark).toISOString() };
+    },
+  });
+  const service = new ProjectorService({ kafka, topics, db, config: options.config, logger: log, instanceId, ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}), onBatch: (outcome, seconds) => metrics.recordBatch(outcome, seconds) });
+  log.info({ brokers: options.brokers, topics, store: db.description, metrics: ops.address }, 'projector starting');
+  await service.start();
+  let idle = false;
+  if (options.untilIdle) {
+    // Idle twice in a row, a poll apart: the other instances' last chunks are committed too.
+    let streak = 0;
+    const signal = untilSignal().then(() => undefined);
+    while (streak < 2) {
+      const stop = await Promise.race([signal.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), IDLE_POLL_MS))]);
+      if (stop) break;
+      streak = (await service.caughtUp()) ? streak + 1 : 0;
+    }
+    idle = streak >= 2;
+  } else {
+    await untilSignal();
+  }
+  log.info({ idle }, 'projector stopping');
+  await service.stop();
+  await ops.close();
+  await db.close();
+}

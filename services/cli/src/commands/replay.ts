@@ -1,0 +1,16 @@
+import type { LifecycleConfig } from '@lifecycle/contracts';
+import { openLifecycleStore, replay, type StoreLocation } from '@lifecycle/projection';
+import { logger } from '../logger.js';
+
+export async function replayCommand(location: StoreLocation, config: LifecycleConfig): Promise<void> {
+  const db = await openLifecycleStore(location);
+  try {
+    const started = performance.now();
+    const outcome = await replay(db, config);
+    const seconds = (performance.now() - started) / 1000;
+    logger.info({ ...outcome, seconds }, 'replay finished');
+    process.stdout.write(`${JSON.stringify({ ...outcome, seconds: Number(seconds.toFixed(3)) }, null, 2)}\n`);
+  } finally {
+    await db.close();
+  }
+}

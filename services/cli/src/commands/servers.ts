@@ -1,0 +1,43 @@
+import { buildApi } from '@lifecycle/api';
+import type { LifecycleConfig } from '@lifecycle/contracts';
+import { buildIngestApi } from '@lifecycle/ingest';
+import { createKafka, createProducer, ensureLifecycleTopics, topicsFor } from '@lifecycle/kafka';
+import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
+import { openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
+import { countCustomersByStage } from '@lifecycle/readmodel';
+import { logger } from '../logger.js';
+import { startOpsServer, untilSignal } from '../ops-server.js';
+import type { KafkaOptions } from './produce.js';
+
+/** The read-model API service (`lifecycle serve`), with its metrics on a port of their own. */
+export async function serveCommand(options: { location: StoreLocation; config: LifecycleConfig; port: number; metricsPort: number; host: string }): Promise<void> {
+  const db = await openLifecycleStore(options.location);
+  const registry = createRegistry('api');
+  new LifecycleMetrics(registry, { customersByStage: () => countCustomersByStage(db) });
+  const ops = await startOpsServer({ port: options.metricsPort, host: options.host, registry, health: async () => ({}) });
+  const app = buildApi({ db, config: options.config });
+  const address = await app.listen({ port: options.port, host: options.host });
+  logger.info({ address, metrics: ops.address, store: db.description }, 'api serving');
+  await untilSignal();
+  await app.close();
+  await ops.close();
+  await db.close();
+}
+
+/** The HTTP ingest service (`lifecycle ingest-server`): HTTP → Kafka. */
+export async function ingestServerCommand(options: KafkaOptions & { port: number; metricsPort: number; host: string }): Promise<void> {
+  const kafka = createKafka({ brokers: options.brokers, clientId: 'lifecycle-ingest', logger });
+  const topics = topicsFor(options.topic);
+  await ensureLifecycleTopics(kafka, topics, options.partitions);
+  const producer = createProducer(kafka);
+  await producer.connect();
+  const registry = createRegistry('ingest');
+  const ops = await startOpsServer({ port: options.metricsPort, host: options.host, registry, health: async () => ({}) });
+  const app = buildIngestApi({ producer, topics });
+  const address = await app.listen({ port: options.port, host: options.host });
+  logger.info({ address, metrics: ops.address, topic: topics.input }, 'ingest serving');
+  await untilSignal();
+  await app.close();
+  await ops.close();
+  await producer.disconnect();
+}

@@ -1,0 +1,45 @@
+import { createReadStream } from 'node:fs';
+import { access, constants } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { UsageError } from './settings.js';
+
+/**
+ * Lines of a file, or of stdin for `-`. Reading starts with the iteration: readline emits lines
+ * as soon as it is created, and lines emitted before anyone iterates are lost.
+ */
+export async function readLines(source: string): Promise<AsyncIterable<string>> {
+  if (source !== '-') {
+    try {
+      await access(source, constants.R_OK);
+    } catch (error) {
+      throw new UsageError(`cannot read ${source}: ${(error as Error).message}`);
+    }
+  }
+  return (async function* () {
+    yield* createInterface({ input: source === '-' ? process.stdin : createReadStream(source), crlfDelay: Infinity });
+  })();
+}
+
+/** Writes lines to stdout, waiting when the pipe is full; stops quietly if the reader went away. */
+export async function writeLines(lines: Iterable<string>): Promise<void> {
+  let buffer = '';
+  for (const line of lines) {
+    buffer += line + '\n';
+    if (buffer.length >= 1 << 16) {
+      if (!(await write(buffer))) return;
+      buffer = '';
+    }
+  }
+  if (buffer) await write(buffer);
+}
+
+function write(chunk: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (process.stdout.destroyed) return resolve(false);
+    const ok = process.stdout.write(chunk, (error) => {
+      if (error) resolve(false);
+    });
+    if (ok) resolve(true);
+    else process.stdout.once('drain', () => resolve(true));
+  });
+}

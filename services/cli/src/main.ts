@@ -1,0 +1,203 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConfigMismatchError } from '@lifecycle/projection';
+import { exportCommand, type ExportKind } from './commands/export.js';
+import { generateCommand } from './commands/generate.js';
+import { ingestCommand } from './commands/ingest.js';
+import { replayCommand } from './commands/replay.js';
+import { startCommand } from './commands/start.js';
+import { BENCH_STAGES, benchCommand } from './commands/bench.js';
+import { logger } from './logger.js';
+import { produceCommand } from './commands/produce.js';
+import { projectCommand } from './commands/project.js';
+import { ingestServerCommand, serveCommand } from './commands/servers.js';
+import { DEAD_LETTER_FILE, UsageError, brokersOf, dataDirOf, loadConfig, parseAsOf, positiveInteger, storeLocation } from './settings.js';
+import { join } from 'node:path';
+
+const asArgument = (parse: (value: string) => number) => (value: string) => {
+  try {
+    return parse(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+};
+const integer = (name: string) => asArgument(positiveInteger(name));
+const rate = (name: string) =>
+  asArgument((value) => {
+    const n = Number(value);
+    if (!(n >= 0 && n <= 1)) throw new UsageError(`${name} must be a number from 0 to 1; got ${JSON.stringify(value)}`);
+    return n;
+  });
+
+const dataDirOption = () => new Option('--data-dir <dir>', 'embedded store directory').default('.lifecycle');
+const databaseOption = () => new Option('--database <url>', 'PostgreSQL instead of the embedded store (env LIFECYCLE_DATABASE_URL)');
+const configOption = () => new Option('--config <file>', 'JSON file with the lifecycle settings (SPEC §3)');
+const brokersOption = () => new Option('--brokers <list>', 'Kafka bootstrap servers host:port,… (env LIFECYCLE_KAFKA_BROKERS, default 127.0.0.1:9092)');
+const topicOption = () => new Option('--topic <name>', 'input topic').default('touchpoints');
+const partitionsOption = () => new Option('--partitions <n>', 'partitions of the topics when they are created').argParser(integer('--partitions')).default(4);
+
+interface StoreOptions {
+  dataDir: string;
+  database?: string;
+  config?: string;
+}
+
+const program = new Command('lifecycle')
+  .description('Event-sourced customer lifecycle projections')
+  .showHelpAfterError()
+  .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+
+program
+  .command('ingest')
+  .description('validate, deduplicate, store and project touchpoints (NDJSON file, or - for stdin)')
+  .argument('<file>', 'NDJSON file of touchpoints, or - for stdin')
+  .addOption(dataDirOption())
+  .addOption(databaseOption())
+  .option('--dead-letters <file>', 'where rejected lines go (default: DIR/dead-letter.ndjson)')
+  .addOption(configOption())
+  .action(async (file: string, options: StoreOptions & { deadLetters?: string }) => {
+    const deadLetters = options.deadLetters ?? join(dataDirOf(options.dataDir), DEAD_LETTER_FILE);
+    await ingestCommand(file, storeLocation(options), deadLetters, await loadConfig(options.config));
+  });
+
+program
+  .command('export')
+  .description('customers or cohorts as NDJSON (SPEC §7)')
+  .argument('<what>', 'customers | cohorts', (value: string) => {
+    if (value !== 'customers' && value !== 'cohorts') throw new InvalidArgumentError('must be customers or cohorts');
+    return value;
+  })
+  .option('--as-of <instant>', 'ISO-8601 instant with Z or offset (default: the latest occurredAt seen)')
+  .addOption(dataDirOption())
+  .addOption(databaseOption())
+  .addOption(configOption())
+  .action(async (what: ExportKind, options: StoreOptions & { asOf?: string }) => {
+    await exportCommand(what, storeLocation(options), await loadConfig(options.config), parseAsOf(options.asOf));
+  });
+
+program
+  .command('replay')
+  .description('rebuild the read models from the event streams alone')
+  .addOption(dataDirOption())
+  .addOption(databaseOption())
+  .addOption(configOption())
+  .action(async (options: StoreOptions) => {
+    await replayCommand(storeLocation(options), await loadConfig(options.config));
+  });
+
+program
+  .command('produce')
+  .description('validate touchpoints and publish them to Kafka (invalid ones to the dead-letter topic)')
+  .argument('<file>', 'NDJSON file of touchpoints, or - for stdin')
+  .addOption(brokersOption())
+  .addOption(topicOption())
+  .addOption(partitionsOption())
+  .action(async (file: string, options: { brokers?: string; topic: string; partitions: number }) => {
+    await produceCommand(file, { brokers: brokersOf(options.brokers), topic: options.topic, partitions: options.partitions });
+  });
+
+program
+  .command('project')
+  .description('a projector instance: Kafka → event streams and read models in PostgreSQL (or the embedded store)')
+  .addOption(brokersOption())
+  .addOption(topicOption())
+  .addOption(partitionsOption())
+  .addOption(dataDirOption())
+  .addOption(databaseOption())
+  .addOption(configOption())
+  .option('--instance-id <id>', 'stable name of this instance (default: the host name)')
+  .option('--until-idle', 'exit once the consumer group has caught up', false)
+  .option('--chunk-size <n>', 'touchpoints per read-model transaction', integer('--chunk-size'))
+  .option('--metrics-port <n>', 'port of GET /metrics and /health (0: any)', integer('--metrics-port'), 9464)
+  .option('--host <host>', 'interface of the metrics server', '127.0.0.1')
+  .action(async (options: StoreOptions & { brokers?: string; topic: string; partitions: number; instanceId?: string; untilIdle: boolean; chunkSize?: number; metricsPort: number; host: string }) => {
+    await projectCommand({
+      brokers: brokersOf(options.brokers),
+      topic: options.topic,
+      partitions: options.partitions,
+      location: storeLocation(options),
+      config: await loadConfig(options.config),
+      ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}),
+      untilIdle: options.untilIdle,
+      ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+      metricsPort: options.metricsPort,
+      host: options.host,
+    });
+  });
+
+program
+  .command('serve')
+  .description('the read-model API service')
+  .addOption(dataDirOption())
+  .addOption(databaseOption())
+  .addOption(configOption())
+  .option('--port <n>', 'HTTP port', integer('--port'), 3000)
+  .option('--metrics-port <n>', 'port of GET /metrics', integer('--metrics-port'), 9466)
+  .option('--host <host>', 'HTTP interface', '127.0.0.1')
+  .action(async (options: StoreOptions & { port: number; metricsPort: number; host: string }) => {
+    await serveCommand({ location: storeLocation(options), config: await loadConfig(options.config), port: options.port, metricsPort: options.metricsPort, host: options.host });
+  });
+
+program
+  .command('ingest-server')
+  .description('the HTTP ingest service: POST /v1/touchpoints → Kafka')
+  .addOption(brokersOption())
+  .addOption(topicOption())
+  .addOption(partitionsOption())
+  .option('--port <n>', 'HTTP port', integer('--port'), 8080)
+  .option('--metrics-port <n>', 'port of GET /metrics', integer('--metrics-port'), 9465)
+  .option('--host <host>', 'HTTP interface', '127.0.0.1')
+  .action(async (options: { brokers?: string; topic: string; partitions: number; port: number; metricsPort: number; host: string }) => {
+    await ingestServerCommand({ brokers: brokersOf(options.brokers), topic: options.topic, partitions: options.partitions, port: options.port, metricsPort: options.metricsPort, host: options.host });
+  });
+
+program
+  .command('generate')
+  .description('a realistic synthetic touchpoint stream as NDJSON on stdout')
+  .requiredOption('--customers <n>', 'number of customers', integer('--customers'))
+  .option('--seed <n>', 'random seed: same seed, same stream', integer('--seed'), 1)
+  .option('--start <instant>', 'simulation start (ISO-8601)')
+  .option('--months <n>', 'simulated months', integer('--months'))
+  .option('--duplicate-rate <r>', 'share of lines delivered twice', rate('--duplicate-rate'), 0)
+  .option('--invalid-rate <r>', 'share of invalid lines added', rate('--invalid-rate'), 0)
+  .option('--late-rate <r>', 'share of lines delivered late', rate('--late-rate'), 0)
+  .action(async (options: { customers: number; seed: number; start?: string; months?: number; duplicateRate: number; invalidRate: number; lateRate: number }) => {
+    if (options.start !== undefined) parseAsOf(options.start);
+    await generateCommand(options);
+  });
+
+program
+  .command('start')
+  .description('the whole job in one process: ingest (a file or a generated stream), summarise, serve the API')
+  .option('--file <file>', 'NDJSON touchpoints to ingest instead of a generated stream')
+  .option('--customers <n>', 'customers to generate', integer('--customers'), 2000)
+  .option('--seed <n>', 'random seed of the generated stream', integer('--seed'), 1)
+  .option('--port <n>', 'HTTP port (0: any free port)', integer('--port'), 3000)
+  .option('--host <host>', 'HTTP interface', '127.0.0.1')
+  .addOption(dataDirOption())
+  .addOption(configOption())
+  .action(async (options: { file?: string; customers: number; seed: number; port: number; host: string; dataDir: string; config?: string }) => {
+    await startCommand({ ...options, dataDir: dataDirOf(options.dataDir), config: await loadConfig(options.config) });
+  });
+
+program
+  .command('bench')
+  .description('throughput of parse+validate, the pure fold and the embedded ingest, with peak RSS')
+  .option('--touchpoints <n>', 'approximate number of generated touchpoints', integer('--touchpoints'), 1_000_000)
+  .option('--seed <n>', 'random seed', integer('--seed'), 7)
+  .addOption(new Option('--stage <stage>', 'run one stage only, printing JSON').choices(BENCH_STAGES).hideHelp())
+  .action(async (options: { touchpoints: number; seed: number; stage?: (typeof BENCH_STAGES)[number] }) => {
+    await benchCommand(options);
+  });
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  if (error instanceof UsageError || error instanceof ConfigMismatchError) {
+    process.stderr.write(`lifecycle: ${error.message}\n`);
+    process.exitCode = 2;
+  } else {
+    logger.error({ err: error }, 'lifecycle failed');
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,1 @@
+export { buildIngestApi, type IngestApiOptions } from './app.js';
