@@ -1,0 +1,40 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Kafka, logLevel } from 'kafkajs';
+
+// Drives the built CLI as separate processes, as an operator would.
+const run = promisify(execFile);
+const cli = join(import.meta.dirname, '../../services/cli/dist/main.js');
+export const lifecycle = (args: string[]) => run(process.execPath, [cli, ...args], { maxBuffer: 256 << 20 });
+
+export function projector(instanceId: string, topic: string, database: string): { child: ChildProcess; exit: Promise<number | null> } {
+  const child = spawn(
+    process.execPath,
+    [cli, 'project', '--until-idle', '--instance-id', instanceId, '--topic', topic, '--database', database, '--metrics-port', '0', '--chunk-size', '40'],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => {
+    if (code !== 0 && code !== null) process.stderr.write(`projector ${instanceId} exited with ${code}:\n${stderr}\n`);
+    resolve(code);
+  }));
+  return { child, exit };
+}
+
+export async function readTopic(brokers: string, topic: string, expected: number): Promise<string[]> {
+  const kafka = new Kafka({ brokers: [brokers], clientId: 'test-reader', logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: `test-${randomBytes(4).toString('hex')}` });
+  const values: string[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({ eachMessage: async ({ message }) => void values.push(message.value!.toString()) });
+  const deadline = Date.now() + 20_000;
+  while (values.length < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  await new Promise((r) => setTimeout(r, 1_000)); // anything beyond the expected count shows up too
+  await consumer.disconnect();
+  return values;
+}
+
