@@ -16,6 +16,7 @@ export interface ProjectorServiceOptions {
   logger: Logger;
   /** Stable per instance (host name, pod name): a restarted instance fences its predecessor. */
   instanceId: string;
+  /** Default `lifecycle-projector.<input topic>`: projectors of different topics never share a group. */
   groupId?: string;
   /** Touchpoints per read-model transaction. */
   chunkSize?: number;
@@ -43,7 +44,7 @@ export class ProjectorService {
   private readonly producer: Producer;
 
   constructor(private readonly options: ProjectorServiceOptions) {
-    this.groupId = options.groupId ?? 'lifecycle-projector';
+    this.groupId = options.groupId ?? `lifecycle-projector.${options.topics.input}`;
     this.repartitionGroupId = `${this.groupId}.repartition`;
     const { kafka } = options;
     this.producer = createProducer(kafka, { transactionalId: `${this.repartitionGroupId}.${options.instanceId}`, transactionTimeout: 15_000 });
@@ -81,7 +82,7 @@ export class ProjectorService {
     this.options.logger.info({ topic, partitions, stored: Object.fromEntries(stored) }, 'partitions assigned');
   }
 
-  private async repartition({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async repartition({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (batch.isEmpty() || !isRunning() || isStale()) return;
     const { topics } = this.options;
     const valid = [];
@@ -104,6 +105,9 @@ export class ProjectorService {
       await transaction.abort().catch(() => undefined);
       throw error;
     }
+    // The offsets went out with the transaction; this only moves the fetch position, without
+    // which kafkajs would fetch (and re-publish) the same batch again.
+    resolveOffset(batch.lastOffset());
     await heartbeat();
   }
 
@@ -151,25 +155,42 @@ export class ProjectorService {
   }
 
   /**
-   * True when both groups have consumed everything: the repartition group's committed input
-   * offsets reach the input's end, and the projector's stored offsets reach the end of
-   * `…by-customer` (less one: a committed transaction ends with a control record no consumer sees).
+   * Messages not consumed yet, per partition: of the input topic by the repartition group
+   * (its committed offsets), of `…by-customer` by the projector (the offsets stored with the
+   * read models). The internal topic is written in transactions, so its end offset lies one past
+   * a commit marker no consumer sees: that one is not counted.
    */
-  async caughtUp(): Promise<boolean> {
+  async consumerLag(): Promise<PartitionLag[]> {
     const { kafka, topics, db } = this.options;
     const admin = kafka.admin();
     await admin.connect();
     try {
-      const inputEnds = await admin.fetchTopicOffsets(topics.input);
       const [committed] = await admin.fetchOffsets({ groupId: this.repartitionGroupId, topics: [topics.input] });
       const committedBy = new Map((committed?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
-      const inputDone = inputEnds.every((p) => Number(p.high) === 0 || (committedBy.get(p.partition) ?? -1) >= Number(p.high));
-      if (!inputDone) return false;
-      const ends = await admin.fetchTopicOffsets(topics.byCustomer);
       const stored = await loadConsumerOffsets(db, this.groupId, topics.byCustomer);
-      return ends.every((p) => Number(p.high) === 0 || (stored.get(p.partition) ?? 0) >= Number(p.high) - 1);
+      const lag: PartitionLag[] = [];
+      for (const p of await admin.fetchTopicOffsets(topics.input)) {
+        const position = Math.max(committedBy.get(p.partition) ?? 0, Number(p.low));
+        lag.push({ topic: topics.input, partition: p.partition, messages: Math.max(0, Number(p.high) - position) });
+      }
+      for (const p of await admin.fetchTopicOffsets(topics.byCustomer)) {
+        const position = Math.max(stored.get(p.partition) ?? 0, Number(p.low));
+        lag.push({ topic: topics.byCustomer, partition: p.partition, messages: Math.max(0, Number(p.high) - 1 - position) });
+      }
+      return lag;
     } finally {
       await admin.disconnect();
     }
   }
+
+  /** True when both groups have consumed everything. */
+  async caughtUp(): Promise<boolean> {
+    return (await this.consumerLag()).every((p) => p.messages === 0);
+  }
+}
+
+export interface PartitionLag {
+  topic: string;
+  partition: number;
+  messages: number;
 }

@@ -14,6 +14,8 @@ export interface MetricSources {
   customersByStage?: () => Promise<Record<string, number>>;
   /** Rolling churn rate (SPEC §4) per window label, 0..1. */
   churnRates?: () => Promise<Record<string, number>>;
+  /** Messages not yet consumed, per topic and partition (distributed mode). */
+  consumerLag?: () => Promise<readonly { topic: string; partition: number; messages: number }[]>;
 }
 
 const touchpointType = (type: string) => ((TOUCHPOINT_TYPES as readonly string[]).includes(type) ? type : 'unknown');
@@ -70,7 +72,7 @@ export class LifecycleMetrics {
       labelNames: ['store'] as const,
       registers,
     });
-    const { customersByStage, churnRates } = sources;
+    const { customersByStage, churnRates, consumerLag } = sources;
     new Gauge({
       name: 'lifecycle_customers',
       help: 'Customers by current stage.',
@@ -90,6 +92,17 @@ export class LifecycleMetrics {
       async collect() {
         if (!churnRates) return;
         for (const [window, rate] of Object.entries(await churnRates())) this.set({ window }, rate);
+      },
+    });
+    new Gauge({
+      name: 'lifecycle_consumer_lag_messages',
+      help: 'Messages of a topic partition the projector has not consumed yet.',
+      labelNames: ['topic', 'partition'] as const,
+      registers,
+      async collect() {
+        if (!consumerLag) return;
+        this.reset();
+        for (const { topic, partition, messages } of await consumerLag()) this.set({ topic, partition: String(partition) }, messages);
       },
     });
   }

@@ -12,6 +12,7 @@ import {
   loadProjectionState,
   loadVisitorLinks,
   saveCustomers,
+  saveStageChanges,
   saveProjectionState,
   saveTouchpointIds,
   saveVisitorLinks,
@@ -180,6 +181,7 @@ async function reprojectCustomers(
   const rows: StoredCustomer[] = [];
   const requests: AppendRequest[] = [];
   const stageChanges: LifecycleEvent[] = [];
+  const timelines = new Map<string, readonly LifecycleEvent[]>();
   let corrections = 0;
   for (const customerId of customerIds) {
     const streamId = customerStream(customerId);
@@ -200,6 +202,8 @@ async function reprojectCustomers(
       stageChanges.push(...change.append);
       if (change.retract.length > 0) corrections += 1;
     }
+    // A customer without a row is new or being replayed: its history is not recorded yet either.
+    if (change.retract.length > 0 || change.append.length > 0 || !stored.has(customerId)) timelines.set(customerId, snapshot.timeline);
     const old = stored.get(customerId)?.cohortFacts;
     if (old) delta.addCustomer(old, -1);
     if (snapshot.cohortFacts) delta.addCustomer(snapshot.cohortFacts);
@@ -207,6 +211,7 @@ async function reprojectCustomers(
   }
   await store.append(requests);
   await saveCustomers(sql, rows);
+  await saveStageChanges(sql, timelines);
   await applyCohortDelta(sql, delta, config);
   return { stageChanges, corrections };
 }

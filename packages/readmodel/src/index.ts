@@ -9,6 +9,7 @@ export {
   type StoredCustomer,
 } from './customers.js';
 export { applyCohortDelta, readCohortRows } from './cohort-cells.js';
+export { churnRatesAtWatermark, rollingChurnRate, saveStageChanges } from './stage-changes.js';
 export {
   findTouchpoints,
   linksOfCustomers,

@@ -67,7 +67,21 @@ export const readModelMigrations: readonly Migration[] = [
         PRIMARY KEY (group_id, topic, partition)
       );`,
   },
+  {
+    id: '0103_stage_changes',
+    sql: `
+      -- Each customer's stage history as of the watermark (replaced whenever it is re-projected),
+      -- for the rolling churn rate (SPEC §4), which needs the stages at the start of a window.
+      CREATE TABLE stage_changes (
+        customer_id text NOT NULL,
+        seq integer NOT NULL,
+        at bigint NOT NULL,          -- epoch ms
+        to_stage text NOT NULL,
+        PRIMARY KEY (customer_id, seq)
+      );
+      CREATE INDEX stage_changes_at ON stage_changes (at);`,
+  },
 ];
 
 /** Tables rebuilt by `replay` (the event streams stay). */
-export const READ_MODEL_TABLES = ['customers', 'cohort_cells', 'touchpoint_ids', 'visitor_links', 'projection_state'] as const;
+export const READ_MODEL_TABLES = ['customers', 'stage_changes', 'cohort_cells', 'touchpoint_ids', 'visitor_links', 'projection_state'] as const;

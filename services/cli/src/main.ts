@@ -106,11 +106,12 @@ program
   .addOption(databaseOption())
   .addOption(configOption())
   .option('--instance-id <id>', 'stable name of this instance (default: the host name)')
+  .option('--group <id>', 'consumer group (default: lifecycle-projector.<topic>)')
   .option('--until-idle', 'exit once the consumer group has caught up', false)
   .option('--chunk-size <n>', 'touchpoints per read-model transaction', integer('--chunk-size'))
   .option('--metrics-port <n>', 'port of GET /metrics and /health (0: any)', integer('--metrics-port'), 9464)
   .option('--host <host>', 'interface of the metrics server', '127.0.0.1')
-  .action(async (options: StoreOptions & { brokers?: string; topic: string; partitions: number; instanceId?: string; untilIdle: boolean; chunkSize?: number; metricsPort: number; host: string }) => {
+  .action(async (options: StoreOptions & { brokers?: string; topic: string; partitions: number; instanceId?: string; group?: string; untilIdle: boolean; chunkSize?: number; metricsPort: number; host: string }) => {
     await projectCommand({
       brokers: brokersOf(options.brokers),
       topic: options.topic,
@@ -118,6 +119,7 @@ program
       location: storeLocation(options),
       config: await loadConfig(options.config),
       ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}),
+      ...(options.group !== undefined ? { groupId: options.group } : {}),
       untilIdle: options.untilIdle,
       ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
       metricsPort: options.metricsPort,

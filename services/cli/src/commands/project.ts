@@ -3,7 +3,7 @@ import type { LifecycleConfig } from '@lifecycle/contracts';
 import { createKafka, ensureLifecycleTopics, ProjectorService, topicsFor } from '@lifecycle/kafka';
 import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
 import { openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
-import { countCustomersByStage, loadProjectionState } from '@lifecycle/readmodel';
+import { churnRatesAtWatermark, countCustomersByStage, loadProjectionState } from '@lifecycle/readmodel';
 import { logger } from '../logger.js';
 import { startOpsServer, untilSignal } from '../ops-server.js';
 import type { KafkaOptions } from './produce.js';
@@ -12,6 +12,7 @@ export interface ProjectOptions extends KafkaOptions {
   location: StoreLocation;
   config: LifecycleConfig;
   instanceId?: string;
+  groupId?: string;
   untilIdle: boolean;
   chunkSize?: number;
   metricsPort: number;
@@ -29,7 +30,6 @@ export async function projectCommand(options: ProjectOptions): Promise<void> {
   await ensureLifecycleTopics(kafka, topics, options.partitions);
   const db = await openLifecycleStore(options.location);
   const registry = createRegistry('projector');
-  const metrics = new LifecycleMetrics(registry, { customersByStage: () => countCustomersByStage(db) });
   const ops = await startOpsServer({
     port: options.metricsPort,
     host: options.host,
@@ -39,7 +39,22 @@ export async function projectCommand(options: ProjectOptions): Promise<void> {
       return { instanceId, watermark: watermark === null ? null : new Date(watermark).toISOString() };
     },
   });
-  const service = new ProjectorService({ kafka, topics, db, config: options.config, logger: log, instanceId, ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}), onBatch: (outcome, seconds) => metrics.recordBatch(outcome, seconds) });
+  const service = new ProjectorService({
+    kafka,
+    topics,
+    db,
+    config: options.config,
+    logger: log,
+    instanceId,
+    ...(options.groupId !== undefined ? { groupId: options.groupId } : {}),
+    ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+    onBatch: (outcome, seconds) => metrics.recordBatch(outcome, seconds),
+  });
+  const metrics = new LifecycleMetrics(registry, {
+    customersByStage: () => countCustomersByStage(db),
+    churnRates: () => churnRatesAtWatermark(db),
+    consumerLag: () => service.consumerLag(),
+  });
   log.info({ brokers: options.brokers, topics, store: db.description, metrics: ops.address }, 'projector starting');
   await service.start();
   let idle = false;

@@ -4,7 +4,7 @@ import { buildIngestApi } from '@lifecycle/ingest';
 import { createKafka, createProducer, ensureLifecycleTopics, topicsFor } from '@lifecycle/kafka';
 import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
 import { openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
-import { countCustomersByStage } from '@lifecycle/readmodel';
+import { churnRatesAtWatermark, countCustomersByStage } from '@lifecycle/readmodel';
 import { logger } from '../logger.js';
 import { startOpsServer, untilSignal } from '../ops-server.js';
 import type { KafkaOptions } from './produce.js';
@@ -13,7 +13,7 @@ import type { KafkaOptions } from './produce.js';
 export async function serveCommand(options: { location: StoreLocation; config: LifecycleConfig; port: number; metricsPort: number; host: string }): Promise<void> {
   const db = await openLifecycleStore(options.location);
   const registry = createRegistry('api');
-  new LifecycleMetrics(registry, { customersByStage: () => countCustomersByStage(db) });
+  new LifecycleMetrics(registry, { customersByStage: () => countCustomersByStage(db), churnRates: () => churnRatesAtWatermark(db) });
   const ops = await startOpsServer({ port: options.metricsPort, host: options.host, registry, health: async () => ({}) });
   const app = buildApi({ db, config: options.config });
   const address = await app.listen({ port: options.port, host: options.host });

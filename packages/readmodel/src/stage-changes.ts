@@ -1,0 +1,55 @@
+import type { LifecycleEvent, Stage } from '@lifecycle/contracts';
+import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
+import { loadProjectionState } from './bookkeeping.js';
+
+const COLUMNS = { customer_id: 'text', seq: 'integer', at: 'bigint', to_stage: 'text' } as const;
+
+/** Replaces the recorded stage history of each given customer with its current timeline. */
+export async function saveStageChanges(sql: SqlExecutor, timelines: ReadonlyMap<string, readonly Pick<LifecycleEvent, 'at' | 'to'>[]>): Promise<void> {
+  if (timelines.size === 0) return;
+  await sql.query('DELETE FROM stage_changes WHERE customer_id = ANY($1::text[])', [[...timelines.keys()]]);
+  const records = [...timelines].flatMap(([customerId, timeline]) =>
+    timeline.map((change, seq) => ({ customer_id: customerId, seq, at: Date.parse(change.at), to_stage: change.to })),
+  );
+  await bulkInsert(sql, 'stage_changes', COLUMNS, records);
+}
+
+/** Stages of a customer who converted and is not churned (SPEC §3). */
+const CONVERTED_NOT_CHURNED: readonly Stage[] = ['converted', 'retained', 'loyal', 'at_risk'];
+
+/**
+ * Rolling churn rate of SPEC §4 for a window ending at `asOf` (epoch ms): customers with a churn
+ * in (asOf − window, asOf] over customers converted and not churned at asOf − window. Null when
+ * nobody was converted then: a rate of 0 would claim a calm that nobody could have broken.
+ */
+export async function rollingChurnRate(sql: SqlExecutor, asOf: number, windowMs: number): Promise<number | null> {
+  const start = asOf - windowMs;
+  const [row] = await sql.query<{ churned: number | string; base: number | string }>(
+    `SELECT
+       (SELECT count(DISTINCT customer_id) FROM stage_changes
+         WHERE to_stage = 'churned' AND at > $1 AND at <= $2) AS churned,
+       (SELECT count(*) FROM (
+          SELECT DISTINCT ON (customer_id) to_stage FROM stage_changes
+           WHERE at <= $1 ORDER BY customer_id, at DESC, seq DESC) latest
+         WHERE to_stage = ANY($3::text[])) AS base`,
+    [start, asOf, CONVERTED_NOT_CHURNED],
+  );
+  const base = Number(row!.base);
+  return base === 0 ? null : Number(row!.churned) / base;
+}
+
+const DAY_MS = 86_400_000;
+/** The windows of `lifecycle_churn_rate{window}` (SPEC §8). */
+export const CHURN_RATE_WINDOWS = { '1d': DAY_MS, '7d': 7 * DAY_MS, '30d': 30 * DAY_MS } as const;
+
+/** Rolling churn rates per window, ending at the projection's watermark; windows without a base are left out. */
+export async function churnRatesAtWatermark(sql: SqlExecutor): Promise<Record<string, number>> {
+  const { watermark } = await loadProjectionState(sql);
+  const rates: Record<string, number> = {};
+  if (watermark === null) return rates;
+  for (const [window, ms] of Object.entries(CHURN_RATE_WINDOWS)) {
+    const rate = await rollingChurnRate(sql, watermark, ms);
+    if (rate !== null) rates[window] = rate;
+  }
+  return rates;
+}
