@@ -48,6 +48,8 @@ if (!kcatPresent && !inCi) process.stderr.write('foreign-producer: kcat not foun
       expect((await lifecycle(['export', 'customers', '--database', database.url])).stdout).toBe(expected);
       const dead = await readTopic(brokers, `${topic}.dlq`, invalid.length);
       expect([...dead].sort()).toEqual([...invalid].sort());
+      const repartitioned = await readTopic(brokers, `${topic}.by-customer`, lines.length - invalid.length);
+      expect(repartitioned).toHaveLength(lines.length - invalid.length);
     } finally {
       await database.drop();
     }

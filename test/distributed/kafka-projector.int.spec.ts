@@ -59,6 +59,10 @@ describe('distributed mode: real Kafka broker, two projector processes, PostgreS
 
       const dead = await readTopic(brokers, `${topic}.dlq`, invalid.length);
       expect([...dead].sort()).toEqual([...invalid].sort());
+      // Repartitioned exactly once, although `a` died mid-transaction: read_committed sees each
+      // valid input line once in the internal topic.
+      const repartitioned = await readTopic(brokers, `${topic}.by-customer`, produced.accepted);
+      expect(repartitioned).toHaveLength(produced.accepted);
 
       await lifecycle(['replay', '--database', database.url]);
       expect((await lifecycle(['export', 'customers', '--database', database.url])).stdout).toBe(expectedCustomers);

@@ -2,7 +2,7 @@ import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { LifecycleConfig, Touchpoint } from '@lifecycle/contracts';
 import { ConcurrencyError } from '@lifecycle/eventstore';
-import { projectBatch, type BatchOutcome } from '@lifecycle/projection';
+import { advanceWatermark, projectBatch, type BatchOutcome } from '@lifecycle/projection';
 import { loadConsumerOffsets, saveConsumerOffsets } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { createProducer, type Topics } from './client.js';
@@ -20,7 +20,16 @@ export interface ProjectorServiceOptions {
   groupId?: string;
   /** Touchpoints per read-model transaction. */
   chunkSize?: number;
+  /**
+   * Churn is a deadline passing with no touchpoint; with no input at all, event time stands
+   * still. After this long without input, and with nothing left to consume, T moves to the wall
+   * clock so that due churns are recorded (SPEC §3). Off when absent: replays and backfills of
+   * old data must stay at their own event time.
+   */
+  wallClockAfterIdleMs?: number;
   onBatch?: (outcome: BatchOutcome, seconds: number) => void;
+  /** A transaction on the store failed for good (after the conflict retries). */
+  onStoreError?: (error: unknown) => void;
 }
 
 const CONFLICT_RETRIES = 5;
@@ -42,6 +51,9 @@ export class ProjectorService {
   private readonly repartitionConsumer: Consumer;
   private readonly projectConsumer: Consumer;
   private readonly producer: Producer;
+  private lastInputAt = Date.now();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private advancing = false;
 
   constructor(private readonly options: ProjectorServiceOptions) {
     this.groupId = options.groupId ?? `lifecycle-projector.${options.topics.input}`;
@@ -64,10 +76,13 @@ export class ProjectorService {
     });
     await this.repartitionConsumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.repartition(payload) });
     await this.projectConsumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.project(payload) });
+    const idleMs = this.options.wallClockAfterIdleMs;
+    if (idleMs !== undefined) this.idleTimer = setInterval(() => void this.advanceIfIdle(idleMs), Math.min(idleMs, 5_000));
   }
 
   /** Finishes the batches in flight, then leaves the groups. */
   async stop(): Promise<void> {
+    clearInterval(this.idleTimer);
     await Promise.allSettled([this.repartitionConsumer.disconnect(), this.projectConsumer.disconnect()]);
     await this.producer.disconnect();
   }
@@ -84,6 +99,7 @@ export class ProjectorService {
 
   private async repartition({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (batch.isEmpty() || !isRunning() || isStale()) return;
+    this.lastInputAt = Date.now();
     const { topics } = this.options;
     const valid = [];
     const invalid = [];
@@ -116,6 +132,7 @@ export class ProjectorService {
     const chunkSize = this.options.chunkSize ?? 5_000;
     const stored = (await loadConsumerOffsets(db, this.groupId, batch.topic)).get(batch.partition) ?? 0;
     const messages = batch.messages.filter((m) => Number(m.offset) >= stored);
+    if (messages.length > 0) this.lastInputAt = Date.now();
     for (let i = 0; i < messages.length; i += chunkSize) {
       if (!isRunning() || isStale()) return;
       const chunk = messages.slice(i, i + chunkSize);
@@ -142,12 +159,34 @@ export class ProjectorService {
     }
   }
 
+  private async advanceIfIdle(idleMs: number): Promise<void> {
+    if (this.advancing || Date.now() - this.lastInputAt < idleMs) return;
+    this.advancing = true;
+    try {
+      if (!(await this.caughtUp())) return;
+      const { db, config, logger } = this.options;
+      const started = performance.now();
+      const now = Date.now();
+      const outcome = await this.withConflictRetries(() => db.transaction((tx) => advanceWatermark(tx, now, config)));
+      this.options.onBatch?.({ accepted: [], duplicates: [], conflicts: [], ...outcome }, (performance.now() - started) / 1000);
+      if (outcome.stageChanges.length > 0) logger.info({ watermark: new Date(now).toISOString(), stageChanges: outcome.stageChanges.length }, 'wall clock passed deadlines');
+    } catch (error) {
+      // The next tick tries again.
+      this.options.logger.error({ err: error }, 'advancing the watermark to the wall clock failed');
+    } finally {
+      this.advancing = false;
+    }
+  }
+
   private async withConflictRetries<T>(work: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt += 1) {
       try {
         return await work();
       } catch (error) {
-        if (!(error instanceof ConcurrencyError) || attempt >= CONFLICT_RETRIES) throw error;
+        if (!(error instanceof ConcurrencyError) || attempt >= CONFLICT_RETRIES) {
+          this.options.onStoreError?.(error);
+          throw error;
+        }
         this.options.logger.warn({ err: error, attempt }, 'concurrent append, retrying the chunk');
         await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt * (0.5 + Math.random())));
       }

@@ -159,6 +159,25 @@ export async function projectBatch(sql: SqlExecutor, batch: readonly Touchpoint[
 }
 
 /**
+ * Moves T forward without a touchpoint (the wall clock passing while no input arrives) and
+ * records the churns whose deadlines it passed, exactly once: the deadlines move on with the
+ * customers' rows in the same transaction. Nothing happens unless `to` is past the watermark.
+ */
+export async function advanceWatermark(sql: SqlExecutor, to: number, config: LifecycleConfig): Promise<Pick<BatchOutcome, 'stageChanges' | 'corrections'>> {
+  await serialize(sql);
+  const state = await loadProjectionState(sql);
+  assertSameConfig(state.config, config);
+  if (state.watermark === null || to <= state.watermark) return { stageChanges: [], corrections: 0 };
+  const customerIds = await customersDueBy(sql, to);
+  const ownerLinks = await linksOfCustomers(sql, customerIds);
+  const store = sqlEventStore(sql);
+  const streams = await store.readStreams([...customerIds.map(customerStream), ...ownerLinks.map((l) => visitorStream(l.anonymousId))]);
+  const reprojected = await reprojectCustomers(sql, store, customerIds, streams, ownerLinks, to, config, new Map());
+  await saveProjectionState(sql, { watermark: to, config });
+  return reprojected;
+}
+
+/**
  * Folds customers from their streams as of `watermark`, appends what changed in their lifecycle
  * and writes their rows and cohort contributions. `streams` holds their streams and those of
  * the visitors they own.

@@ -1,9 +1,10 @@
 import { DEFAULT_CONFIG, type Touchpoint } from '@lifecycle/contracts';
 import { groupByCustomer, projectAsOf } from '@lifecycle/domain';
-import { exportProjection, openLifecycleStore, projectBatch, readCustomerStream, replay } from '@lifecycle/projection';
+import { advanceWatermark, exportProjection, openLifecycleStore, projectBatch, readCustomerStream, replay } from '@lifecycle/projection';
 import { sqlEventStore } from '@lifecycle/eventstore';
 import type { SqlDatabase } from '@lifecycle/sql';
 
+const DAY = 86_400_000;
 const money = (amountMinor: number) => ({ amountMinor, currency: 'USD' });
 const history: Touchpoint[] = [
   { id: 'i1', type: 'ad_impression', occurredAt: '2024-01-01T00:00:00Z', anonymousId: 'v1', properties: { channel: 'social' } },
@@ -62,5 +63,21 @@ describe('projector on the embedded store', () => {
     expect(await exportProjection(db, DEFAULT_CONFIG)).toEqual(expected());
     await replay(db, DEFAULT_CONFIG);
     expect(await exportProjection(db, DEFAULT_CONFIG)).toEqual(expected());
+  });
+
+  test('the wall clock passing records the churns whose deadlines it passed, once', async () => {
+    const known = history.filter((t) => t.id !== 'x1');
+    await db.transaction((tx) => projectBatch(tx, known, DEFAULT_CONFIG));
+    const now = Date.parse('2024-06-01T00:00:00Z');
+    const first = await db.transaction((tx) => advanceWatermark(tx, now, DEFAULT_CONFIG));
+    expect(first.stageChanges.filter((e) => e.type === 'CustomerChurned').map((e) => e.at.slice(0, 10)).sort()).toEqual(['2024-03-03', '2024-04-10']);
+    const { inputs } = groupByCustomer(known);
+    expect(await exportProjection(db, DEFAULT_CONFIG)).toEqual(projectAsOf(inputs, now, DEFAULT_CONFIG));
+
+    // Again, or to an earlier instant: nothing new, nothing doubled in the streams.
+    expect((await db.transaction((tx) => advanceWatermark(tx, now, DEFAULT_CONFIG))).stageChanges).toEqual([]);
+    expect((await db.transaction((tx) => advanceWatermark(tx, now - DAY, DEFAULT_CONFIG))).stageChanges).toEqual([]);
+    const streams = await sqlEventStore(db).readStreams(['customer-a', 'customer-b']);
+    for (const stream of streams.values()) expect(stream.filter((e) => e.type === 'CustomerChurned')).toHaveLength(1);
   });
 });

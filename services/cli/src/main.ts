@@ -109,9 +109,10 @@ program
   .option('--group <id>', 'consumer group (default: lifecycle-projector.<topic>)')
   .option('--until-idle', 'exit once the consumer group has caught up', false)
   .option('--chunk-size <n>', 'touchpoints per read-model transaction', integer('--chunk-size'))
+  .option('--wall-clock-after-idle <seconds>', 'with no input for this long and nothing left to consume, move T to the wall clock so due churns are recorded (default: off, T is event time)', integer('--wall-clock-after-idle'))
   .option('--metrics-port <n>', 'port of GET /metrics and /health (0: any)', integer('--metrics-port'), 9464)
   .option('--host <host>', 'interface of the metrics server', '127.0.0.1')
-  .action(async (options: StoreOptions & { brokers?: string; topic: string; partitions: number; instanceId?: string; group?: string; untilIdle: boolean; chunkSize?: number; metricsPort: number; host: string }) => {
+  .action(async (options: StoreOptions & { brokers?: string; topic: string; partitions: number; instanceId?: string; group?: string; untilIdle: boolean; chunkSize?: number; wallClockAfterIdle?: number; metricsPort: number; host: string }) => {
     await projectCommand({
       brokers: brokersOf(options.brokers),
       topic: options.topic,
@@ -122,6 +123,7 @@ program
       ...(options.group !== undefined ? { groupId: options.group } : {}),
       untilIdle: options.untilIdle,
       ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+      ...(options.wallClockAfterIdle !== undefined ? { wallClockAfterIdleMs: options.wallClockAfterIdle * 1000 } : {}),
       metricsPort: options.metricsPort,
       host: options.host,
     });

@@ -15,6 +15,7 @@ export interface ProjectOptions extends KafkaOptions {
   groupId?: string;
   untilIdle: boolean;
   chunkSize?: number;
+  wallClockAfterIdleMs?: number;
   metricsPort: number;
   host: string;
 }
@@ -48,7 +49,9 @@ export async function projectCommand(options: ProjectOptions): Promise<void> {
     instanceId,
     ...(options.groupId !== undefined ? { groupId: options.groupId } : {}),
     ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+    ...(options.wallClockAfterIdleMs !== undefined ? { wallClockAfterIdleMs: options.wallClockAfterIdleMs } : {}),
     onBatch: (outcome, seconds) => metrics.recordBatch(outcome, seconds),
+    onStoreError: () => metrics.storeErrors.inc({ store: 'databaseUrl' in options.location ? 'postgres' : 'embedded' }),
   });
   const metrics = new LifecycleMetrics(registry, {
     customersByStage: () => countCustomersByStage(db),
