@@ -9,10 +9,15 @@ const run = promisify(execFile);
 const cli = join(import.meta.dirname, '../../services/cli/dist/main.js');
 export const lifecycle = (args: string[]) => run(process.execPath, [cli, ...args], { maxBuffer: 256 << 20 });
 
-export function projector(instanceId: string, topic: string, database: string): { child: ChildProcess; exit: Promise<number | null> } {
+export function projector(
+  instanceId: string,
+  topic: string,
+  database: string,
+  options: readonly string[] = ['--until-idle', '--chunk-size', '40'],
+): { child: ChildProcess; exit: Promise<number | null> } {
   const child = spawn(
     process.execPath,
-    [cli, 'project', '--until-idle', '--instance-id', instanceId, '--topic', topic, '--database', database, '--metrics-port', '0', '--chunk-size', '40'],
+    [cli, 'project', '--instance-id', instanceId, '--topic', topic, '--database', database, '--metrics-port', '0', ...options],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } },
   );
   let stderr = '';

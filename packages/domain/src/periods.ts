@@ -97,11 +97,15 @@ export class PeriodCalendar {
     return this.firstNumber + lo;
   }
 
+  /** Label of a period number; the calendar must have numbered some instant already (`indexOf`). */
   label(index: number): string {
     let label = this.labels.get(index);
     if (label === undefined) {
-      const start = this.starts[index - this.firstNumber];
-      if (start === undefined) throw new RangeError(`period ${index} has not been computed: ask indexOf first`);
+      if (this.starts.length === 0) throw new RangeError(`period ${index}: no period numbered yet, ask indexOf first`);
+      // Periods far from every instant seen so far (an old cohort, a late T): extend the range.
+      while (index < this.firstNumber) this.cover(this.starts[0]! - 1);
+      while (index >= this.firstNumber + this.starts.length) this.cover(this.end);
+      const start = this.starts[index - this.firstNumber]!;
       label = labelFormat[this.granularity](DateTime.fromMillis(start, { zone: this.timeZone }));
       this.labels.set(index, label);
     }

@@ -30,6 +30,15 @@ describe('periods (SPEC §4)', () => {
     expect(calendar.indexOf(Date.parse('2024-10-27T22:59:59Z'))).toBe(autumn);
     expect(calendar.label(autumn)).toBe('2024-10-27');
   });
+
+  test('a period years away from every instant seen so far still has its label', () => {
+    // A zone no other test uses: the calendar starts out knowing only one instant.
+    const calendar = PeriodCalendar.of('month', 'Atlantic/Reykjavik');
+    const late = calendar.indexOf(Date.parse('2026-11-23T00:00:00Z'));
+    expect(calendar.label(late - 22)).toBe('2025-01');
+    expect(calendar.label(late + 30)).toBe('2029-05');
+    expect(calendar.indexOf(Date.parse('2025-01-15T00:00:00Z'))).toBe(late - 22);
+  });
 });
 
 describe('cohort table (SPEC §4)', () => {
