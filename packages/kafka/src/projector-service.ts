@@ -1,6 +1,6 @@
 import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
-import type { LifecycleConfig, Touchpoint } from '@lifecycle/contracts';
+import type { LifecycleConfig, Rejection, Touchpoint } from '@lifecycle/contracts';
 import { ConcurrencyError } from '@lifecycle/eventstore';
 import { advanceWatermark, projectBatch, type BatchOutcome } from '@lifecycle/projection';
 import { loadConsumerOffsets, saveConsumerOffsets } from '@lifecycle/readmodel';
@@ -28,6 +28,8 @@ export interface ProjectorServiceOptions {
    */
   wallClockAfterIdleMs?: number;
   onBatch?: (outcome: BatchOutcome, seconds: number) => void;
+  /** An input message was dead-lettered (after its transaction committed). */
+  onRejected?: (rejection: Rejection) => void;
   /** A transaction on the store failed for good (after the conflict retries). */
   onStoreError?: (error: unknown) => void;
 }
@@ -103,10 +105,14 @@ export class ProjectorService {
     const { topics } = this.options;
     const valid = [];
     const invalid = [];
+    const rejections: Rejection[] = [];
     for (const message of batch.messages) {
       const parsed = parseMessage(message.value);
       if (parsed.ok) valid.push(touchpointMessage(parsed.touchpoint, message.value!.toString('utf8')));
-      else invalid.push(deadLetterMessage(message.value, parsed.rejection, { topic: batch.topic, partition: String(batch.partition), offset: message.offset }));
+      else {
+        invalid.push(deadLetterMessage(message.value, parsed.rejection, { topic: batch.topic, partition: String(batch.partition), offset: message.offset }));
+        rejections.push(parsed.rejection);
+      }
     }
     const transaction = await this.producer.transaction();
     try {
@@ -124,6 +130,7 @@ export class ProjectorService {
     // The offsets went out with the transaction; this only moves the fetch position, without
     // which kafkajs would fetch (and re-publish) the same batch again.
     resolveOffset(batch.lastOffset());
+    for (const rejection of rejections) this.options.onRejected?.(rejection);
     await heartbeat();
   }
 

@@ -7,6 +7,8 @@ export interface IngestApiOptions {
   topics: Topics;
   /** Largest request body in bytes. */
   bodyLimit?: number;
+  /** Each line's result once Kafka acknowledged it (metrics). */
+  onResult?: (result: LineResult) => void;
 }
 
 /** Splits a body into touchpoint lines: a JSON array (one element a line) or NDJSON. */
@@ -27,7 +29,7 @@ function linesOf(body: string): string[] | { error: string } {
  * customer and the invalid ones to the dead-letter topic, and answers once Kafka acknowledged
  * them all, with one result per line (202, or 400 when the body itself is unusable).
  */
-export function buildIngestApi({ producer, topics, bodyLimit = 10 * 1024 * 1024 }: IngestApiOptions): FastifyInstance {
+export function buildIngestApi({ producer, topics, bodyLimit = 10 * 1024 * 1024, onResult }: IngestApiOptions): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
@@ -36,7 +38,11 @@ export function buildIngestApi({ producer, topics, bodyLimit = 10 * 1024 * 1024 
     const lines = linesOf(typeof request.body === 'string' ? request.body : '');
     if (!Array.isArray(lines)) return reply.code(400).send({ error: 'bad_request', message: lines.error });
     const results: LineResult[] = [];
-    const summary = await publishLines(producer, topics, lines, { source: `http:${request.ip}`, onResult: (r) => results.push(r) });
+    const summary = await publishLines(producer, topics, lines, { source: `http:${request.ip}`, onResult: (r) => {
+        results.push(r);
+        onResult?.(r);
+      },
+    });
     return reply.code(202).send({ ...summary, results });
   });
   return app;

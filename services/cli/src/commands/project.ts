@@ -51,6 +51,7 @@ export async function projectCommand(options: ProjectOptions): Promise<void> {
     ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
     ...(options.wallClockAfterIdleMs !== undefined ? { wallClockAfterIdleMs: options.wallClockAfterIdleMs } : {}),
     onBatch: (outcome, seconds) => metrics.recordBatch(outcome, seconds),
+    onRejected: (rejection) => metrics.recordRejection(rejection.reason),
     onStoreError: () => metrics.storeErrors.inc({ store: 'databaseUrl' in options.location ? 'postgres' : 'embedded' }),
   });
   const metrics = new LifecycleMetrics(registry, {

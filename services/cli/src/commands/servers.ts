@@ -32,8 +32,10 @@ export async function ingestServerCommand(options: KafkaOptions & { port: number
   const producer = createProducer(kafka);
   await producer.connect();
   const registry = createRegistry('ingest');
+  // Accepted lines are counted by the projector, which alone knows duplicates from new ones.
+  const metrics = new LifecycleMetrics(registry);
   const ops = await startOpsServer({ port: options.metricsPort, host: options.host, registry, health: async () => ({}) });
-  const app = buildIngestApi({ producer, topics });
+  const app = buildIngestApi({ producer, topics, onResult: (r) => r.status === 'rejected' && metrics.recordRejection(r.reason) });
   const address = await app.listen({ port: options.port, host: options.host });
   logger.info({ address, metrics: ops.address, topic: topics.input }, 'ingest serving');
   await untilSignal();
