@@ -110,6 +110,11 @@ describe('the lifecycle command, end to end', () => {
     expect(one.stream.map((e) => e.type)).toContain('TouchpointRecorded');
     expect((await fetch(`${address}/customers/nobody`)).status).toBe(404);
     expect((await fetch(`${address}/cohorts?format=csv`)).headers.get('content-type')).toContain('text/csv');
+    const metrics = await (await fetch(`${address}/metrics`)).text();
+    const accepted = [...metrics.matchAll(/^lifecycle_touchpoints_total\{[^}]*outcome="accepted"[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    const byStage = [...metrics.matchAll(/^lifecycle_customers\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(accepted).toBe(Number(/accepted (\d+)/.exec(output)![1]));
+    expect(byStage).toBe(customers.length);
     const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
     child.kill('SIGINT');
     expect(await exit).toBe(0);

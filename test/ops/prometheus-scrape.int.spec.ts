@@ -24,14 +24,8 @@ import { createTestDatabase } from '../support/postgres.js';
 //
 // Kafka: a broker of this test's own, started by the project's script (infra/kafka/kafka.sh, the
 // one ensureBroker() in test/support/kafka.ts runs) on free ports with its state in the temp
-// directory, and stopped at the end. Not the shared development broker: `lifecycle project` has no
-// option for its consumer group, so every projector on a broker joins `lifecycle-projector` (and
-// `lifecycle-projector.repartition`) whatever its topic, and kafkajs's round-robin assigner hands
-// each member partitions of topics it did not subscribe to, which it then drops ("Consumer group
-// received unsubscribed topics"). With a projector of another test running at the same time (or
-// one left behind by a crashed run), this projector may never see its touchpoints, and the other
-// one stalls too. Seen on the shared broker while writing this test. With a `--group` option on
-// `project` this test could go back to ensureBroker() with a group of its own.
+// directory, and stopped at the end: nothing else on the shared development broker (another
+// test's projectors, a crashed run's leftovers) can slow this one down while its timing matters.
 //
 // Prometheus comes from Debian's `prometheus` package (`.ci/run` installs it): in CI its absence is
 // a failure, elsewhere the test says it skipped.
@@ -394,6 +388,9 @@ function waveStream() {
     await waitFor('the customers gauge', async () => ((await scalar(base, `lifecycle_customers{${live},stage="churned"}`)) === WAVE + 1) || undefined, 10_000, watch);
     expect(await scalar(base, `lifecycle_customers{${live},stage="acquired"}`)).toBe(2); // prime-b, late-a
     expect(await scalar(base, `sum(lifecycle_touchpoints_total{${live},outcome="accepted"})`)).toBe(priming.length + wave.length);
+    // Lag of both stages, every partition of the input and of the internal topic, drained.
+    await waitFor('the consumer lag to drain', async () => ((await scalar(base, `sum(lifecycle_consumer_lag_messages{${live}})`)) === 0) || undefined, 10_000, watch);
+    expect(await scalar(base, `count(lifecycle_consumer_lag_messages{${live}})`)).toBe(4);
 
     // The recorded series: the hour's increase counts the wave, plus the backfill's last ~50
     // minutes (~1), plus increase()'s extrapolation, which is largest right after the wave (a few

@@ -18,6 +18,20 @@ export interface MetricSources {
   consumerLag?: () => Promise<readonly { topic: string; partition: number; messages: number }[]>;
 }
 
+/**
+ * Reads a source at scrape time. A source that fails (broker coordinator not ready yet, database
+ * away) leaves its series absent for this scrape instead of failing the whole scrape: the other
+ * metrics, and `up`, are what tells on-call what is wrong.
+ */
+async function readSource<T>(source: (() => Promise<T>) | undefined): Promise<T | undefined> {
+  if (!source) return undefined;
+  try {
+    return await source();
+  } catch {
+    return undefined;
+  }
+}
+
 const touchpointType = (type: string) => ((TOUCHPOINT_TYPES as readonly string[]).includes(type) ? type : 'unknown');
 
 export class LifecycleMetrics {
@@ -79,9 +93,8 @@ export class LifecycleMetrics {
       labelNames: ['stage'] as const,
       registers,
       async collect() {
-        if (!customersByStage) return;
         this.reset();
-        for (const [stage, count] of Object.entries(await customersByStage())) this.set({ stage }, count);
+        for (const [stage, count] of Object.entries((await readSource(customersByStage)) ?? {})) this.set({ stage }, count);
       },
     });
     new Gauge({
@@ -90,8 +103,8 @@ export class LifecycleMetrics {
       labelNames: ['window'] as const,
       registers,
       async collect() {
-        if (!churnRates) return;
-        for (const [window, rate] of Object.entries(await churnRates())) this.set({ window }, rate);
+        this.reset();
+        for (const [window, rate] of Object.entries((await readSource(churnRates)) ?? {})) this.set({ window }, rate);
       },
     });
     new Gauge({
@@ -100,9 +113,8 @@ export class LifecycleMetrics {
       labelNames: ['topic', 'partition'] as const,
       registers,
       async collect() {
-        if (!consumerLag) return;
         this.reset();
-        for (const { topic, partition, messages } of await consumerLag()) this.set({ topic, partition: String(partition) }, messages);
+        for (const { topic, partition, messages } of (await readSource(consumerLag)) ?? []) this.set({ topic, partition: String(partition) }, messages);
       },
     });
   }

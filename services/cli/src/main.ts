@@ -6,7 +6,8 @@ import { generateCommand } from './commands/generate.js';
 import { ingestCommand } from './commands/ingest.js';
 import { replayCommand } from './commands/replay.js';
 import { startCommand } from './commands/start.js';
-import { BENCH_STAGES, benchCommand } from './commands/bench.js';
+import { BENCH_STAGES, benchCommand, type BenchStage } from './commands/bench.js';
+import { DEFAULT_BENCH_SERVER } from './commands/bench-kafka.js';
 import { logger } from './logger.js';
 import { produceCommand } from './commands/produce.js';
 import { projectCommand } from './commands/project.js';
@@ -186,13 +187,54 @@ program
 
 program
   .command('bench')
-  .description('throughput of parse+validate, the pure fold and the embedded ingest, with peak RSS')
+  .description('throughput of parse+validate, the pure fold, the embedded ingest and the Kafka projector into PostgreSQL, with peak RSS')
   .option('--touchpoints <n>', 'approximate number of generated touchpoints', integer('--touchpoints'), 1_000_000)
   .option('--seed <n>', 'random seed', integer('--seed'), 7)
-  .addOption(new Option('--stage <stage>', 'run one stage only, printing JSON').choices(BENCH_STAGES).hideHelp())
-  .action(async (options: { touchpoints: number; seed: number; stage?: (typeof BENCH_STAGES)[number] }) => {
-    await benchCommand(options);
-  });
+  .addOption(new Option('--stage <stage>', 'run one stage only, printing JSON (kafka: fails instead of skipping without a broker or PostgreSQL)').choices(BENCH_STAGES))
+  .addOption(brokersOption())
+  .addOption(
+    new Option(
+      '--database <url>',
+      `PostgreSQL server of the kafka stage, which creates and drops a database lifecycle_bench_<random> on it (env LIFECYCLE_DATABASE_URL, default ${DEFAULT_BENCH_SERVER})`,
+    ),
+  )
+  .option('--kafka-touchpoints <n>', 'touchpoints of the kafka stage\'s throughput run', integer('--kafka-touchpoints'), 200_000)
+  .option('--kafka-seconds <n>', 'length of the kafka stage\'s latency run (0: none)', integer('--kafka-seconds'), 20)
+  .option('--kafka-rate <n>', 'touchpoints/s of the latency run (default: half the projector\'s measured rate)', integer('--kafka-rate'))
+  .option('--kafka-chunk-size <n>', 'the projector\'s touchpoints per PostgreSQL transaction (default: its own)', integer('--kafka-chunk-size'))
+  .action(
+    async (options: {
+      touchpoints: number;
+      seed: number;
+      stage?: BenchStage;
+      brokers?: string;
+      database?: string;
+      kafkaTouchpoints: number;
+      kafkaSeconds: number;
+      kafkaRate?: number;
+      kafkaChunkSize?: number;
+    }) => {
+      if (options.kafkaTouchpoints < 1) throw new UsageError('--kafka-touchpoints must be at least 1');
+      if (options.kafkaRate === 0) throw new UsageError('--kafka-rate must be at least 1 (use --kafka-seconds 0 to skip the latency run)');
+      if (options.kafkaChunkSize === 0) throw new UsageError('--kafka-chunk-size must be at least 1');
+      const server = options.database ?? process.env['LIFECYCLE_DATABASE_URL'] ?? '';
+      const serverUrl = server === '' ? DEFAULT_BENCH_SERVER : server;
+      if (!/^postgres(ql)?:\/\//.test(serverUrl)) throw new UsageError(`--database / LIFECYCLE_DATABASE_URL must be a postgres:// URL; got ${JSON.stringify(serverUrl)}`);
+      await benchCommand({
+        touchpoints: options.touchpoints,
+        seed: options.seed,
+        ...(options.stage !== undefined ? { stage: options.stage } : {}),
+        kafka: {
+          brokers: brokersOf(options.brokers),
+          serverUrl,
+          touchpoints: options.kafkaTouchpoints,
+          latencySeconds: options.kafkaSeconds,
+          latencyRate: options.kafkaRate,
+          chunkSize: options.kafkaChunkSize,
+        },
+      });
+    },
+  );
 
 try {
   await program.parseAsync();

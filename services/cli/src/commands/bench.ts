@@ -7,9 +7,21 @@ import { DEFAULT_CONFIG, parseTouchpoint, type Touchpoint } from '@lifecycle/con
 import { groupByCustomer, projectAsOf } from '@lifecycle/domain';
 import { generateTouchpoints } from '@lifecycle/generator';
 import { ingestInto } from './ingest.js';
+import { formatKafkaStage, kafkaStageUnavailable, runKafkaStage, type KafkaBenchOptions, type KafkaStageResult } from './bench-kafka.js';
 
-export const BENCH_STAGES = ['parse', 'group', 'fold', 'ingest'] as const;
-type Stage = (typeof BENCH_STAGES)[number];
+/** Stages on generated data in this process alone. */
+const LOCAL_STAGES = ['parse', 'group', 'fold', 'ingest'] as const;
+type Stage = (typeof LOCAL_STAGES)[number];
+/** `kafka` needs a broker and PostgreSQL: skipped without them, unless asked for alone. */
+export const BENCH_STAGES = [...LOCAL_STAGES, 'kafka'] as const;
+export type BenchStage = (typeof BENCH_STAGES)[number];
+
+export interface BenchOptions {
+  touchpoints: number;
+  seed: number;
+  stage?: BenchStage;
+  kafka: Omit<KafkaBenchOptions, 'seed'>;
+}
 
 interface StageResult {
   stage: Stage;
@@ -57,13 +69,41 @@ async function runStage(stage: Stage, touchpoints: number, seed: number): Promis
   return { stage, touchpoints: lines.length, seconds, perSecond: Math.round(lines.length / seconds), peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024) };
 }
 
+/** The options of `bench --stage kafka` that reproduce `options.kafka`. */
+function kafkaArguments(kafka: BenchOptions['kafka']): string[] {
+  return [
+    '--brokers',
+    kafka.brokers.join(','),
+    '--database',
+    kafka.serverUrl,
+    '--kafka-touchpoints',
+    String(kafka.touchpoints),
+    '--kafka-seconds',
+    String(kafka.latencySeconds),
+    ...(kafka.latencyRate !== undefined ? ['--kafka-rate', String(kafka.latencyRate)] : []),
+    ...(kafka.chunkSize !== undefined ? ['--kafka-chunk-size', String(kafka.chunkSize)] : []),
+  ];
+}
+
 /**
  * Runs each stage in a process of its own, so that each peak RSS is that stage's alone, and
  * prints touchpoints per second: parse+validate (JSON and zod), group (by customer, linking
  * visitors), fold (every customer's lifecycle and the cohort table, as of the latest instant),
  * and the whole embedded ingest. Goals (issue #2): fold ≥ 1 000 000/s, ingest ≥ 100 000/s.
+ *
+ * Then the `kafka` stage (bench-kafka.ts) when a broker and PostgreSQL answer: the distributed
+ * projector next to a no-op consumer, and its end-to-end latency at half its rate. Goals:
+ * projector ≥ 0.5 × the no-op consumer, p99 < 500 ms. `--stage kafka` runs it alone and fails
+ * when it cannot run; a whole run prints why it skipped it.
+ *
+ * `--stage X` prints that stage's result as one JSON line (the kafka stage also reports its
+ * progress on stderr).
  */
-export async function benchCommand(options: { touchpoints: number; seed: number; stage?: Stage }): Promise<void> {
+export async function benchCommand(options: BenchOptions): Promise<void> {
+  if (options.stage === 'kafka') {
+    process.stdout.write(`${JSON.stringify(await runKafkaStage({ ...options.kafka, seed: options.seed }))}\n`);
+    return;
+  }
   if (options.stage !== undefined) {
     process.stdout.write(`${JSON.stringify(await runStage(options.stage, options.touchpoints, options.seed))}\n`);
     return;
@@ -71,11 +111,23 @@ export async function benchCommand(options: { touchpoints: number; seed: number;
   const run = promisify(execFile);
   console.log(`benchmark on ${options.touchpoints} generated touchpoints (seed ${options.seed})`);
   console.log(`${'stage'.padEnd(8)} ${'touchpoints/s'.padStart(14)} ${'seconds'.padStart(9)} ${'peak RSS MB'.padStart(12)}`);
-  for (const stage of BENCH_STAGES) {
+  for (const stage of LOCAL_STAGES) {
     const { stdout } = await run(process.execPath, [process.argv[1]!, 'bench', '--stage', stage, '--touchpoints', String(options.touchpoints), '--seed', String(options.seed)], {
       maxBuffer: 1 << 20,
     });
     const result = JSON.parse(stdout) as StageResult;
     console.log(`${stage.padEnd(8)} ${String(result.perSecond).padStart(14)} ${result.seconds.toFixed(2).padStart(9)} ${String(result.peakRssMb).padStart(12)}`);
   }
+  const unavailable = await kafkaStageUnavailable(options.kafka);
+  if (unavailable !== undefined) {
+    console.log(`${'kafka'.padEnd(8)} skipped: ${unavailable}`);
+    return;
+  }
+  // Its progress lines on stderr are kept (shown if it fails), so the table stays a table.
+  const { stdout } = await run(process.execPath, [process.argv[1]!, 'bench', '--stage', 'kafka', '--seed', String(options.seed), ...kafkaArguments(options.kafka)], {
+    maxBuffer: 16 << 20,
+  }).catch((error: unknown) => {
+    throw new Error(`the kafka bench stage failed: ${(error as { stderr?: string }).stderr?.trim() || (error as Error).message}`, { cause: error });
+  });
+  for (const line of formatKafkaStage(JSON.parse(stdout) as KafkaStageResult)) console.log(line);
 }

@@ -1,7 +1,10 @@
 import { buildApi } from '@lifecycle/api';
 import type { LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
+import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
 import { exportProjection, openLifecycleStore } from '@lifecycle/projection';
+import { churnRatesAtWatermark, countCustomersByStage } from '@lifecycle/readmodel';
+import type { SqlDatabase } from '@lifecycle/sql';
 import { readLines } from '../lines.js';
 import { logger } from '../logger.js';
 import { retentionTable, stageTable } from '../summary.js';
@@ -31,23 +34,27 @@ export async function startCommand(options: StartOptions): Promise<void> {
       : (function* () {
           for (const t of generateTouchpoints({ customers: options.customers, seed: options.seed })) yield JSON.stringify(t);
         })();
+  const registry = createRegistry('lifecycle');
+  let db: SqlDatabase | undefined; // the gauges are read at scrape time, once the API serves
+  const metrics = new LifecycleMetrics(registry, { customersByStage: () => countCustomersByStage(db!), churnRates: () => churnRatesAtWatermark(db!) });
   const started = performance.now();
-  const summary = await ingestInto({ dataDir: options.dataDir }, join(options.dataDir, DEAD_LETTER_FILE), source, lines, options.config);
+  const summary = await ingestInto({ dataDir: options.dataDir }, join(options.dataDir, DEAD_LETTER_FILE), source, lines, options.config, metrics);
   const seconds = (performance.now() - started) / 1000;
   console.log(`ingested ${source} into ${options.dataDir} in ${seconds.toFixed(1)} s`);
   console.log(`  accepted ${summary.accepted}, duplicates ${summary.duplicates}, rejected ${JSON.stringify(summary.rejected)}`);
 
-  const db = await openLifecycleStore({ dataDir: options.dataDir });
+  db = await openLifecycleStore({ dataDir: options.dataDir });
   const projection = await exportProjection(db, options.config);
   console.log(`\nas of ${new Date(projection.asOf).toISOString()}\n`);
   console.log(stageTable(projection.customers));
   console.log(`\n${retentionTable(projection.cohorts)}\n`);
 
   const app = buildApi({ db, config: options.config, logger: false });
+  app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
   const address = await app.listen({ port: options.port, host: options.host });
   const example = projection.customers[0]?.customerId;
   console.log(`serving the read models at ${address}`);
-  console.log(`  GET ${address}/cohorts   GET ${address}/customers${example ? `   GET ${address}/customers/${encodeURIComponent(example)}` : ''}`);
+  console.log(`  GET ${address}/cohorts   GET ${address}/customers${example ? `   GET ${address}/customers/${encodeURIComponent(example)}` : ''}   GET ${address}/metrics`);
   console.log('press Ctrl-C to stop');
 
   await new Promise<void>((resolve) => {

@@ -1,0 +1,509 @@
+import { randomBytes } from 'node:crypto';
+import { createConnection } from 'node:net';
+import { cpus } from 'node:os';
+import { DEFAULT_CONFIG } from '@lifecycle/contracts';
+import { generateTouchpoints } from '@lifecycle/generator';
+import { createKafka, createProducer, ensureLifecycleTopics, ProjectorService, publishLines, topicsFor, type Topics } from '@lifecycle/kafka';
+import { openLifecycleStore, type BatchOutcome } from '@lifecycle/projection';
+import { openPostgres, type SqlDatabase, type SqlExecutor } from '@lifecycle/sql';
+import { logger as cliLogger } from '../logger.js';
+
+/**
+ * The `kafka` bench stage: touchpoints/s through the distributed projector (repartition with
+ * Kafka transactions, then one PostgreSQL transaction per chunk) next to a no-op kafkajs
+ * consumer reading the same topic, and the end-to-end latency produce → read model committed at
+ * half the projector's rate.
+ *
+ * The projector runs in this process (ProjectorService), not as a spawned `lifecycle project`:
+ * its `onBatch` callback fires right after each chunk's PostgreSQL commit with the accepted
+ * touchpoints, so every touchpoint's commit instant is known exactly, on the same clock as its
+ * produce instant, without polling `touchpoint_ids` (polling would load PostgreSQL and round the
+ * latencies to its interval); and its store can be wrapped to count the round trips per chunk.
+ * The price: during the latency run the paced producer shares the projector's event loop.
+ */
+
+/** PostgreSQL server on which the stage creates its scratch database when none is named. */
+export const DEFAULT_BENCH_SERVER = 'postgres://postgres@127.0.0.1:5432/postgres';
+export const BENCH_PARTITIONS = 4;
+
+export interface KafkaBenchOptions {
+  brokers: string[];
+  /** Any database of the server on which `lifecycle_bench_<random>` is created and dropped. */
+  serverUrl: string;
+  /** Touchpoints of the throughput run. */
+  touchpoints: number;
+  seed: number;
+  /** Length of the latency run; 0 skips it. */
+  latencySeconds: number;
+  /** Touchpoints/s of the latency run; default half the projector's measured rate. */
+  latencyRate?: number | undefined;
+  /** The projector's touchpoints per PostgreSQL transaction (its default when absent). */
+  chunkSize?: number | undefined;
+}
+
+interface Rate {
+  seconds: number;
+  perSecond: number;
+}
+
+interface StoreStats {
+  transactions: number;
+  /** Wall time inside `db.transaction` (BEGIN … COMMIT included). */
+  transactionMs: number;
+  /** Statements sent inside transactions, BEGIN and COMMIT not counted. */
+  statements: number;
+  /** Wall time waiting for those statements' answers. */
+  statementMs: number;
+}
+
+interface ChunkFigures {
+  chunks: number;
+  meanTouchpoints: number;
+  /** Mean wall time of a chunk's transaction, and of it the time waiting for PostgreSQL. */
+  meanTransactionMs: number;
+  meanPostgresWaitMs: number;
+  /** Statements per transaction, BEGIN and COMMIT not counted. */
+  statementsPerChunk: number;
+}
+
+export interface KafkaStageResult {
+  stage: 'kafka';
+  /** Of the throughput run. */
+  touchpoints: number;
+  /** The projector from start to caught up, as for the other stages. */
+  seconds: number;
+  perSecond: number;
+  peakRssMb: number;
+  topic: string;
+  partitions: number;
+  chunkSize: number | null;
+  produce: Rate;
+  noop: Rate;
+  /** Projector rate / no-op consumer rate. Goal ≥ 0.5. */
+  ratio: number;
+  projector: ChunkFigures & {
+    /** When the repartition stage had consumed the whole input topic (sampled every 0.5 s). */
+    repartitionSeconds: number | null;
+    /** CPU of this process, in cores, and of the whole machine, as a share of all its cores. */
+    processCpuCores: number;
+    machineCpuBusy: number;
+  };
+  latency: null | {
+    targetRate: number;
+    achievedRate: number;
+    produced: number;
+    committed: number;
+    produceSeconds: number;
+    p50Ms: number;
+    p95Ms: number;
+    p99Ms: number;
+    maxMs: number;
+    chunks: ChunkFigures;
+  };
+}
+
+type Kafka = ReturnType<typeof createKafka>;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const progress = (text: string) => process.stderr.write(`kafka: ${text}\n`);
+const seconds = (fromMs: number, toMs = performance.now()) => (toMs - fromMs) / 1000;
+
+async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([work, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `done` until it holds; fails with `what` after `timeoutMs`. */
+async function until(done: () => boolean | Promise<boolean>, what: string, timeoutMs: number, pollMs = 20): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await done())) {
+    if (performance.now() > deadline) throw new Error(`kafka bench: ${what} did not happen within ${timeoutMs / 1000} s`);
+    await sleep(pollMs);
+  }
+}
+
+function tcpAnswers(broker: string, timeoutMs: number): Promise<string | undefined> {
+  const colon = broker.lastIndexOf(':');
+  const host = broker.slice(0, colon);
+  const port = Number(broker.slice(colon + 1));
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    const finish = (problem: string | undefined) => {
+      socket.destroy();
+      resolve(problem);
+    };
+    socket.setTimeout(timeoutMs, () => finish(`no answer within ${timeoutMs / 1000} s`));
+    socket.once('connect', () => finish(undefined));
+    socket.once('error', (error) => finish(error.message));
+  });
+}
+
+/** Why the stage cannot run here (no broker, no PostgreSQL), or undefined when it can. */
+export async function kafkaStageUnavailable(options: Pick<KafkaBenchOptions, 'brokers' | 'serverUrl'>): Promise<string | undefined> {
+  try {
+    await checkServices(options);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+const safeUrl = (url: string) => {
+  try {
+    const parsed = new URL(url);
+    parsed.password = '';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
+};
+
+async function checkServices({ brokers, serverUrl }: Pick<KafkaBenchOptions, 'brokers' | 'serverUrl'>): Promise<void> {
+  const problems = await Promise.all(brokers.map((b) => tcpAnswers(b, 3_000)));
+  if (problems.every((p) => p !== undefined)) {
+    throw new Error(
+      `no Kafka broker answers at ${brokers.join(',')} (${problems[0]}); start the dev broker with \`npm run kafka:start\` or set --brokers / LIFECYCLE_KAFKA_BROKERS`,
+    );
+  }
+  const kafka = createKafka({ brokers, clientId: 'lifecycle-bench-probe', logger: cliLogger.child({ component: 'bench' }, { level: 'error' }) });
+  const admin = kafka.admin();
+  try {
+    await withTimeout(
+      admin.connect().then(() => admin.listTopics()),
+      15_000,
+      `the Kafka broker at ${brokers.join(',')}`,
+    );
+  } catch (error) {
+    throw new Error(`the Kafka broker at ${brokers.join(',')} does not answer as a broker: ${(error as Error).message}`);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+  let db: SqlDatabase;
+  try {
+    db = await openPostgres(serverUrl);
+  } catch (error) {
+    throw new Error(`PostgreSQL is not reachable at ${safeUrl(serverUrl)} (${(error as Error).message}); set --database / LIFECYCLE_DATABASE_URL`);
+  }
+  await db.close();
+}
+
+/** A store that counts the statements of its transactions and the time spent waiting for them. */
+function countingStore(db: SqlDatabase): { db: SqlDatabase; stats: StoreStats } {
+  const stats: StoreStats = { transactions: 0, transactionMs: 0, statements: 0, statementMs: 0 };
+  const counted = (executor: SqlExecutor): SqlExecutor => ({
+    async query<Row>(sql: string, params?: readonly unknown[]) {
+      const started = performance.now();
+      stats.statements += 1;
+      try {
+        return await executor.query<Row>(sql, params);
+      } finally {
+        stats.statementMs += performance.now() - started;
+      }
+    },
+    async exec(sql: string) {
+      const started = performance.now();
+      stats.statements += 1;
+      try {
+        await executor.exec(sql);
+      } finally {
+        stats.statementMs += performance.now() - started;
+      }
+    },
+  });
+  return {
+    stats,
+    db: {
+      query: <Row>(sql: string, params?: readonly unknown[]) => db.query<Row>(sql, params),
+      exec: (sql: string) => db.exec(sql),
+      description: db.description,
+      close: () => db.close(),
+      async transaction(work) {
+        const started = performance.now();
+        try {
+          return await db.transaction((tx) => work(counted(tx)));
+        } finally {
+          stats.transactions += 1;
+          stats.transactionMs += performance.now() - started;
+        }
+      },
+    },
+  };
+}
+
+function chunkFigures(before: StoreStats, after: StoreStats, touchpoints: number): ChunkFigures {
+  const chunks = after.transactions - before.transactions;
+  const per = (n: number) => (chunks === 0 ? 0 : n / chunks);
+  return {
+    chunks,
+    meanTouchpoints: Math.round(per(touchpoints)),
+    meanTransactionMs: round1(per(after.transactionMs - before.transactionMs)),
+    meanPostgresWaitMs: round1(per(after.statementMs - before.statementMs)),
+    statementsPerChunk: round1(per(after.statements - before.statements)),
+  };
+}
+
+const round1 = (n: number) => Math.round(n * 10) / 10;
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+/** The generator makes about ten touchpoints per customer; the first `count` of its stream. */
+function generated(count: number, seed: number): { ids: string[]; lines: string[] } {
+  const ids: string[] = [];
+  const lines: string[] = [];
+  if (count === 0) return { ids, lines };
+  for (const t of generateTouchpoints({ customers: Math.max(1, Math.ceil(count / 10)), seed })) {
+    if (lines.length >= count) break;
+    ids.push(t.id);
+    lines.push(JSON.stringify(t));
+  }
+  return { ids, lines };
+}
+
+function machineTimes(): { idle: number; total: number } {
+  let idle = 0;
+  let total = 0;
+  for (const cpu of cpus()) {
+    idle += cpu.times.idle;
+    total += cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.idle + cpu.times.irq;
+  }
+  return { idle, total };
+}
+
+const percentile = (sorted: readonly number[], q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
+
+/** Reads the whole topic with a fresh group that does nothing with the messages. */
+async function noopConsume(kafka: Kafka, topic: string, messages: number): Promise<Rate> {
+  const consumer = kafka.consumer({ groupId: `lifecycle-bench-noop.${topic}` });
+  let read = 0;
+  let lastAt = 0;
+  const started = performance.now();
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      eachBatch: async ({ batch }) => {
+        read += batch.messages.length;
+        lastAt = performance.now();
+      },
+    });
+    await until(() => read >= messages, `the no-op consumer reading ${messages} messages`, 120_000, 5);
+  } finally {
+    await consumer.disconnect();
+  }
+  const s = seconds(started, lastAt);
+  return { seconds: round3(s), perSecond: Math.round(read / s) };
+}
+
+async function createDatabase(serverUrl: string): Promise<{ name: string; url: string; drop: () => Promise<void> }> {
+  const name = `lifecycle_bench_${randomBytes(4).toString('hex')}`;
+  const admin = await openPostgres(serverUrl);
+  try {
+    await admin.exec(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.close();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    name,
+    url: url.toString(),
+    async drop() {
+      const again = await openPostgres(serverUrl);
+      try {
+        await again.exec(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await again.close();
+      }
+    },
+  };
+}
+
+/** Runs the stage; fails (no skipping) when the broker or PostgreSQL cannot be reached. */
+export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaStageResult> {
+  if (options.touchpoints < 1) throw new Error('kafka bench: --kafka-touchpoints must be at least 1');
+  await checkServices(options);
+  // Warnings and errors only: the stage reports on stdout (JSON) and its progress on stderr.
+  const log = cliLogger.child({ component: 'bench-kafka' }, { level: 'warn' });
+  const suffix = randomBytes(4).toString('hex');
+  const topics: Topics = topicsFor(`lifecycle-bench-${suffix}`);
+  const kafka = createKafka({ brokers: options.brokers, clientId: `lifecycle-bench-${suffix}`, logger: log });
+  const cleanups: (() => Promise<unknown>)[] = [];
+  try {
+    await ensureLifecycleTopics(kafka, topics, BENCH_PARTITIONS);
+    const database = await createDatabase(options.serverUrl);
+    cleanups.push(() => database.drop());
+    const store = countingStore(await openLifecycleStore({ databaseUrl: database.url }));
+    cleanups.push(() => store.db.close());
+    progress(`topic ${topics.input} (${BENCH_PARTITIONS} partitions), database ${database.name} on ${safeUrl(options.serverUrl)}`);
+
+    // 1. Throughput: produce N touchpoints, then read them with a no-op consumer, then project them.
+    const { lines } = generated(options.touchpoints, options.seed);
+    const producer = createProducer(kafka);
+    await producer.connect();
+    cleanups.push(() => producer.disconnect());
+    let started = performance.now();
+    const summary = await publishLines(producer, topics, lines, { source: 'bench' });
+    const produce = { seconds: round3(seconds(started)), perSecond: Math.round(summary.accepted / seconds(started)) };
+    if (summary.accepted !== lines.length) throw new Error(`kafka bench: ${lines.length - summary.accepted} generated touchpoints were rejected: ${JSON.stringify(summary.rejected)}`);
+    progress(`produced ${summary.accepted} touchpoints (seed ${options.seed}) in ${produce.seconds.toFixed(2)} s: ${produce.perSecond}/s`);
+
+    const noop = await noopConsume(kafka, topics.input, summary.accepted);
+    progress(`no-op consumer read them in ${noop.seconds.toFixed(2)} s: ${noop.perSecond}/s`);
+
+    let processed = 0;
+    let lastCommitAt = 0;
+    const producedAt = new Map<string, number>();
+    const latencies: number[] = [];
+    const onBatch = (outcome: BatchOutcome) => {
+      const now = performance.now();
+      lastCommitAt = now;
+      processed += outcome.accepted.length + outcome.duplicates.length + outcome.conflicts.length;
+      for (const t of outcome.accepted) {
+        const at = producedAt.get(t.id);
+        if (at !== undefined) latencies.push(now - at);
+      }
+    };
+    const service = new ProjectorService({
+      kafka,
+      topics,
+      db: store.db,
+      config: DEFAULT_CONFIG,
+      logger: log,
+      instanceId: `bench-${suffix}`,
+      ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+      onBatch,
+    });
+    const statsBefore = { ...store.stats };
+    const cpuBefore = process.cpuUsage();
+    const machineBefore = machineTimes();
+    started = performance.now();
+    await service.start();
+    cleanups.push(() => service.stop());
+    let repartitionDoneAt: number | undefined;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling && repartitionDoneAt === undefined) {
+        const lag = await service.consumerLag().catch(() => undefined);
+        if (lag !== undefined && lag.filter((p) => p.topic === topics.input).every((p) => p.messages === 0)) repartitionDoneAt = performance.now();
+        await sleep(500);
+      }
+    })();
+    try {
+      await until(() => processed >= summary.accepted, `the projector projecting ${summary.accepted} touchpoints`, 600_000);
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    const projectorSeconds = seconds(started, lastCommitAt);
+    const cpu = process.cpuUsage(cpuBefore);
+    const machineAfter = machineTimes();
+    const statsAfter = { ...store.stats };
+    await until(() => service.caughtUp(), 'caughtUp() after the last chunk', 30_000, 200);
+    const projected = processed;
+    const perSecond = Math.round(projected / projectorSeconds);
+    const projector = {
+      ...chunkFigures(statsBefore, statsAfter, projected),
+      repartitionSeconds: repartitionDoneAt === undefined ? null : round3(seconds(started, repartitionDoneAt)),
+      processCpuCores: round1((cpu.user + cpu.system) / 1e6 / projectorSeconds),
+      machineCpuBusy: round3(1 - (machineAfter.idle - machineBefore.idle) / (machineAfter.total - machineBefore.total)),
+    };
+    const ratio = round3(perSecond / noop.perSecond);
+    progress(
+      `projector caught up in ${projectorSeconds.toFixed(2)} s: ${perSecond}/s, ${ratio} × the no-op consumer (goal ≥ 0.5); ` +
+        `repartition done after ${projector.repartitionSeconds ?? '?'} s; ${projector.chunks} chunks of ${projector.meanTouchpoints} touchpoints, ` +
+        `${projector.meanTransactionMs} ms each (${projector.meanPostgresWaitMs} ms waiting for ${projector.statementsPerChunk} statements); ` +
+        `this process ${projector.processCpuCores} cores, machine ${Math.round(projector.machineCpuBusy * 100)} % busy`,
+    );
+
+    // 2. Latency: paced production at half that rate while the projector runs.
+    let latency: KafkaStageResult['latency'] = null;
+    const targetRate = options.latencyRate ?? Math.max(1, Math.round(perSecond / 2));
+    const count = Math.round(targetRate * options.latencySeconds);
+    if (count > 0) {
+      // Another seed: other customers, other ids (`tp-<seed>-…`), all new to the store.
+      const live = generated(count, options.seed + 1);
+      const before = { ...store.stats };
+      const processedBefore = processed;
+      progress(`latency run: ${live.lines.length} touchpoints at ${targetRate}/s for ${options.latencySeconds} s`);
+      started = performance.now();
+      let sent = 0;
+      while (sent < live.lines.length) {
+        const elapsed = seconds(started);
+        const due = Math.min(live.lines.length, Math.floor(elapsed * targetRate) + 1);
+        if (due > sent) {
+          const at = performance.now();
+          for (let i = sent; i < due; i += 1) producedAt.set(live.ids[i]!, at);
+          await publishLines(producer, topics, live.lines.slice(sent, due), { source: 'bench-latency' });
+          sent = due;
+        } else {
+          await sleep(Math.max(1, (sent / targetRate - elapsed) * 1000));
+        }
+      }
+      const produceSeconds = seconds(started);
+      const committedAll = await until(() => latencies.length >= live.lines.length, 'the latency run being committed', 60_000, 10).then(
+        () => true,
+        () => false,
+      );
+      const sorted = [...latencies].sort((a, b) => a - b);
+      latency = {
+        targetRate,
+        achievedRate: Math.round(live.lines.length / produceSeconds),
+        produced: live.lines.length,
+        committed: sorted.length,
+        produceSeconds: round3(produceSeconds),
+        p50Ms: round1(percentile(sorted, 0.5)),
+        p95Ms: round1(percentile(sorted, 0.95)),
+        p99Ms: round1(percentile(sorted, 0.99)),
+        maxMs: round1(sorted[sorted.length - 1] ?? Number.NaN),
+        chunks: chunkFigures(before, store.stats, processed - processedBefore),
+      };
+      progress(
+        `latency produce → read model committed at ${latency.achievedRate}/s: p50 ${latency.p50Ms} ms, p95 ${latency.p95Ms} ms, ` +
+          `p99 ${latency.p99Ms} ms (goal < 500 ms), max ${latency.maxMs} ms; ${latency.chunks.chunks} chunks of ${latency.chunks.meanTouchpoints} touchpoints, ` +
+          `${latency.chunks.meanTransactionMs} ms each` +
+          (committedAll ? '' : `; only ${sorted.length} of ${live.lines.length} committed within 60 s of the last produce`),
+      );
+      if (!committedAll) throw new Error(`kafka bench: only ${sorted.length} of ${live.lines.length} touchpoints of the latency run were committed within 60 s`);
+    }
+    return {
+      stage: 'kafka',
+      touchpoints: projected,
+      seconds: round3(projectorSeconds),
+      perSecond,
+      peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
+      topic: topics.input,
+      partitions: BENCH_PARTITIONS,
+      chunkSize: options.chunkSize ?? null,
+      produce,
+      noop,
+      ratio,
+      projector,
+      latency,
+    };
+  } finally {
+    for (const cleanup of cleanups.reverse()) {
+      await cleanup().catch((error: unknown) => log.error({ err: error }, 'kafka bench cleanup failed'));
+    }
+  }
+}
+
+/** The stage's lines under the other stages' table. */
+export function formatKafkaStage(r: KafkaStageResult): string[] {
+  const lines = [
+    `${'kafka'.padEnd(8)} ${String(r.perSecond).padStart(14)} ${r.seconds.toFixed(2).padStart(9)} ${String(r.peakRssMb).padStart(12)}  ` +
+      `projector Kafka → PostgreSQL, ${r.touchpoints} touchpoints, ${r.partitions} partitions`,
+    `${''.padEnd(8)} no-op consumer ${r.noop.perSecond}/s (${r.noop.seconds.toFixed(2)} s) · projector/no-op ${r.ratio.toFixed(3)} (goal ≥ 0.5) · ` +
+      `${r.projector.chunks} chunks of ${r.projector.meanTouchpoints}, ${r.projector.meanTransactionMs} ms each`,
+  ];
+  if (r.latency !== null) {
+    const l = r.latency;
+    lines.push(
+      `${''.padEnd(8)} produce → read model committed at ${l.achievedRate}/s for ${l.produceSeconds.toFixed(0)} s: ` +
+        `p50 ${l.p50Ms} ms · p95 ${l.p95Ms} ms · p99 ${l.p99Ms} ms (goal < 500 ms) · max ${l.maxMs} ms`,
+    );
+  }
+  return lines;
+}
