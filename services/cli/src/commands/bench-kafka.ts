@@ -54,7 +54,17 @@ interface StoreStats {
   statements: number;
   /** Wall time waiting for those statements' answers. */
   statementMs: number;
+  /** The same by statement (its first words), for the report of what a chunk waits for. */
+  byStatement: Map<string, { count: number; ms: number }>;
 }
+
+/** `INSERT INTO customers (…) VALUES …` → `INSERT INTO customers`: one key per statement kind. */
+const statementKey = (sql: string) => {
+  const words = sql.replace(/\s+/g, ' ').trim().split(' ');
+  const verb = (words[0] ?? '').toUpperCase();
+  const table = words.findIndex((w, i) => i > 0 && /^(FROM|INTO|UPDATE)$/i.test(words[i - 1] ?? ''));
+  return table > 0 ? `${verb} ${words[table]!.replace(/[(,]/g, '')}` : words.slice(0, 3).join(' ');
+};
 
 interface ChunkFigures {
   chunks: number;
@@ -64,6 +74,8 @@ interface ChunkFigures {
   meanPostgresWaitMs: number;
   /** Statements per transaction, BEGIN and COMMIT not counted. */
   statementsPerChunk: number;
+  /** The statements that took longest in all, with their mean time per chunk. */
+  slowest: { statement: string; perChunk: number; meanMsPerChunk: number }[];
 }
 
 export interface KafkaStageResult {
@@ -193,26 +205,25 @@ async function checkServices({ brokers, serverUrl }: Pick<KafkaBenchOptions, 'br
 
 /** A store that counts the statements of its transactions and the time spent waiting for them. */
 function countingStore(db: SqlDatabase): { db: SqlDatabase; stats: StoreStats } {
-  const stats: StoreStats = { transactions: 0, transactionMs: 0, statements: 0, statementMs: 0 };
+  const stats: StoreStats = { transactions: 0, transactionMs: 0, statements: 0, statementMs: 0, byStatement: new Map() };
+  const timed = async <T>(sql: string, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      return await work();
+    } finally {
+      const ms = performance.now() - started;
+      stats.statements += 1;
+      stats.statementMs += ms;
+      const key = statementKey(sql);
+      const entry = stats.byStatement.get(key) ?? { count: 0, ms: 0 };
+      entry.count += 1;
+      entry.ms += ms;
+      stats.byStatement.set(key, entry);
+    }
+  };
   const counted = (executor: SqlExecutor): SqlExecutor => ({
-    async query<Row>(sql: string, params?: readonly unknown[]) {
-      const started = performance.now();
-      stats.statements += 1;
-      try {
-        return await executor.query<Row>(sql, params);
-      } finally {
-        stats.statementMs += performance.now() - started;
-      }
-    },
-    async exec(sql: string) {
-      const started = performance.now();
-      stats.statements += 1;
-      try {
-        await executor.exec(sql);
-      } finally {
-        stats.statementMs += performance.now() - started;
-      }
-    },
+    query: <Row>(sql: string, params?: readonly unknown[]) => timed(sql, () => executor.query<Row>(sql, params)),
+    exec: (sql: string) => timed(sql, () => executor.exec(sql)),
   });
   return {
     stats,
@@ -234,10 +245,18 @@ function countingStore(db: SqlDatabase): { db: SqlDatabase; stats: StoreStats } 
   };
 }
 
+const snapshot = (stats: StoreStats): StoreStats => ({ ...stats, byStatement: new Map([...stats.byStatement].map(([k, v]) => [k, { ...v }])) });
+
 function chunkFigures(before: StoreStats, after: StoreStats, touchpoints: number): ChunkFigures {
   const chunks = after.transactions - before.transactions;
   const per = (n: number) => (chunks === 0 ? 0 : n / chunks);
+  const slowest = [...after.byStatement]
+    .map(([statement, { count, ms }]) => ({ statement, count: count - (before.byStatement.get(statement)?.count ?? 0), ms: ms - (before.byStatement.get(statement)?.ms ?? 0) }))
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 5)
+    .map(({ statement, count, ms }) => ({ statement, perChunk: round1(per(count)), meanMsPerChunk: round1(per(ms)) }));
   return {
+    slowest,
     chunks,
     meanTouchpoints: Math.round(per(touchpoints)),
     meanTransactionMs: round1(per(after.transactionMs - before.transactionMs)),
@@ -271,6 +290,8 @@ function machineTimes(): { idle: number; total: number } {
   }
   return { idle, total };
 }
+
+const describeSlowest = (figures: ChunkFigures) => figures.slowest.map((s) => `${s.statement} ${s.meanMsPerChunk} ms${s.perChunk === 1 ? '' : ` (${s.perChunk}×)`}`).join(', ');
 
 const percentile = (sorted: readonly number[], q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
 
@@ -376,7 +397,7 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
       ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
       onBatch,
     });
-    const statsBefore = { ...store.stats };
+    const statsBefore = snapshot(store.stats);
     const cpuBefore = process.cpuUsage();
     const machineBefore = machineTimes();
     started = performance.now();
@@ -400,7 +421,7 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
     const projectorSeconds = seconds(started, lastCommitAt);
     const cpu = process.cpuUsage(cpuBefore);
     const machineAfter = machineTimes();
-    const statsAfter = { ...store.stats };
+    const statsAfter = snapshot(store.stats);
     await until(() => service.caughtUp(), 'caughtUp() after the last chunk', 30_000, 200);
     const projected = processed;
     const perSecond = Math.round(projected / projectorSeconds);
@@ -417,6 +438,7 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
         `${projector.meanTransactionMs} ms each (${projector.meanPostgresWaitMs} ms waiting for ${projector.statementsPerChunk} statements); ` +
         `this process ${projector.processCpuCores} cores, machine ${Math.round(projector.machineCpuBusy * 100)} % busy`,
     );
+    progress(`slowest statements per chunk: ${describeSlowest(projector)}`);
 
     // 2. Latency: paced production at half that rate while the projector runs.
     let latency: KafkaStageResult['latency'] = null;
@@ -425,7 +447,7 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
     if (count > 0) {
       // Another seed: other customers, other ids (`tp-<seed>-…`), all new to the store.
       const live = generated(count, options.seed + 1);
-      const before = { ...store.stats };
+      const before = snapshot(store.stats);
       const processedBefore = processed;
       progress(`latency run: ${live.lines.length} touchpoints at ${targetRate}/s for ${options.latencySeconds} s`);
       started = performance.now();
@@ -466,6 +488,7 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
           `${latency.chunks.meanTransactionMs} ms each` +
           (committedAll ? '' : `; only ${sorted.length} of ${live.lines.length} committed within 60 s of the last produce`),
       );
+      progress(`slowest statements per chunk: ${describeSlowest(latency.chunks)}`);
       if (!committedAll) throw new Error(`kafka bench: only ${sorted.length} of ${live.lines.length} touchpoints of the latency run were committed within 60 s`);
     }
     return {
