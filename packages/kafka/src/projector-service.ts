@@ -74,7 +74,10 @@ export class ProjectorService {
     await this.repartitionConsumer.subscribe({ topics: [topics.input], fromBeginning: true });
     await this.projectConsumer.subscribe({ topics: [topics.byCustomer], fromBeginning: true });
     this.projectConsumer.on(this.projectConsumer.events.GROUP_JOIN, ({ payload }) => {
-      void this.seekToStoredOffsets(payload.memberAssignment[topics.byCustomer] ?? []);
+      // Only a shortcut: project() skips whatever lies below the stored offsets anyway.
+      this.seekToStoredOffsets(payload.memberAssignment[topics.byCustomer] ?? []).catch((error: unknown) =>
+        this.options.logger.warn({ err: error }, 'could not seek to the stored offsets'),
+      );
     });
     await this.repartitionConsumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.repartition(payload) });
     await this.projectConsumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.project(payload) });
