@@ -6,6 +6,7 @@ import { generateTouchpoints } from '@lifecycle/generator';
 import { createKafka, createProducer, ensureLifecycleTopics, ProjectorService, publishLines, topicsFor, type Topics } from '@lifecycle/kafka';
 import { openLifecycleStore, type BatchOutcome } from '@lifecycle/projection';
 import { openPostgres, type SqlDatabase, type SqlExecutor } from '@lifecycle/sql';
+import { pino } from 'pino';
 import { logger as cliLogger } from '../logger.js';
 
 /**
@@ -50,7 +51,10 @@ interface StoreStats {
   transactions: number;
   /** Wall time inside `db.transaction` (BEGIN … COMMIT included). */
   transactionMs: number;
-  /** Statements sent inside transactions, BEGIN and COMMIT not counted. */
+  /**
+   * Statements sent inside transactions, BEGIN and COMMIT not counted (nor the projector's
+   * read of its stored offsets before each batch, outside the transaction).
+   */
   statements: number;
   /** Wall time waiting for those statements' answers. */
   statementMs: number;
@@ -110,11 +114,38 @@ export interface KafkaStageResult {
     p95Ms: number;
     p99Ms: number;
     maxMs: number;
+    /** The same split at the internal topic (percentiles of each part; they do not add up). */
+    split: { observed: number; repartitionedP50Ms: number; repartitionedP99Ms: number; projectedP50Ms: number; projectedP99Ms: number };
     chunks: ChunkFigures;
   };
+  /** Log messages written more than once (only the first is printed), with their counts. */
+  warnings: Record<string, number>;
 }
 
 type Kafka = ReturnType<typeof createKafka>;
+
+/**
+ * Warnings and errors only, as JSON lines on stderr like the CLI's logger, but a warning that
+ * repeats (kafkajs retrying a request) is written once and counted: the counts are reported.
+ */
+function benchLogger(): { log: pino.Logger; repeated: Map<string, number> } {
+  const repeated = new Map<string, number>();
+  const stream = {
+    write(line: string) {
+      let msg = line;
+      let level = 0;
+      try {
+        ({ msg, level } = JSON.parse(line) as { msg: string; level: number });
+      } catch {
+        // Written as it is.
+      }
+      const seen = (repeated.get(msg) ?? 0) + 1;
+      repeated.set(msg, seen);
+      if (seen === 1 || level >= 50) process.stderr.write(line);
+    },
+  };
+  return { log: pino({ base: { service: 'cli', component: 'bench-kafka' }, level: 'warn' }, stream), repeated };
+}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const progress = (text: string) => process.stderr.write(`kafka: ${text}\n`);
@@ -198,7 +229,7 @@ async function checkServices({ brokers, serverUrl }: Pick<KafkaBenchOptions, 'br
   try {
     db = await openPostgres(serverUrl);
   } catch (error) {
-    throw new Error(`PostgreSQL is not reachable at ${safeUrl(serverUrl)} (${(error as Error).message}); set --database / LIFECYCLE_DATABASE_URL`);
+    throw new Error(`${(error as Error).message}; set --database / LIFECYCLE_DATABASE_URL to a PostgreSQL server on which the bench may create a database`);
   }
   await db.close();
 }
@@ -268,17 +299,25 @@ function chunkFigures(before: StoreStats, after: StoreStats, touchpoints: number
 const round1 = (n: number) => Math.round(n * 10) / 10;
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
-/** The generator makes about ten touchpoints per customer; the first `count` of its stream. */
-function generated(count: number, seed: number): { ids: string[]; lines: string[] } {
-  const ids: string[] = [];
-  const lines: string[] = [];
-  if (count === 0) return { ids, lines };
-  for (const t of generateTouchpoints({ customers: Math.max(1, Math.ceil(count / 10)), seed })) {
-    if (lines.length >= count) break;
-    ids.push(t.id);
-    lines.push(JSON.stringify(t));
-  }
-  return { ids, lines };
+/**
+ * One generated stream (about ten touchpoints per customer, in event-time order) read in two
+ * parts: the throughput run's touchpoints, then the latency run's, which continue it in event
+ * time (the same customers and new ones, later touchpoints, new ids) as live traffic would.
+ * Twice the customers the throughput run needs, so that the rest is as long again.
+ */
+function generatedStream(throughput: number, seed: number): (count: number) => { ids: string[]; lines: string[] } {
+  const stream = generateTouchpoints({ customers: Math.max(1, Math.ceil(throughput / 5)), seed });
+  return (count) => {
+    const ids: string[] = [];
+    const lines: string[] = [];
+    while (lines.length < count) {
+      const next = stream.next();
+      if (next.done === true) break;
+      ids.push(next.value.id);
+      lines.push(JSON.stringify(next.value));
+    }
+    return { ids, lines };
+  };
 }
 
 function machineTimes(): { idle: number; total: number } {
@@ -318,6 +357,29 @@ async function noopConsume(kafka: Kafka, topic: string, messages: number): Promi
   return { seconds: round3(s), perSecond: Math.round(read / s) };
 }
 
+/** A read_committed consumer of the new messages of `topic`, reporting each touchpoint id when it arrives. */
+async function observe(kafka: Kafka, topic: string, seen: (id: string, at: number) => void): Promise<{ disconnect: () => Promise<void> }> {
+  const consumer = kafka.consumer({ groupId: `lifecycle-bench-observer.${topic}`, readUncommitted: false });
+  let joined = false;
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    joined = true;
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: false });
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      const at = performance.now();
+      for (const message of batch.messages) {
+        if (message.value !== null) seen((JSON.parse(message.value.toString('utf8')) as { id: string }).id, at);
+      }
+    },
+  });
+  await until(() => joined, 'the observer joining its group', 30_000, 20);
+  // Its first fetch positions it at the end of the topic; what comes after is observed.
+  await sleep(1_000);
+  return { disconnect: () => consumer.disconnect() };
+}
+
 async function createDatabase(serverUrl: string): Promise<{ name: string; url: string; drop: () => Promise<void> }> {
   const name = `lifecycle_bench_${randomBytes(4).toString('hex')}`;
   const admin = await openPostgres(serverUrl);
@@ -345,9 +407,11 @@ async function createDatabase(serverUrl: string): Promise<{ name: string; url: s
 /** Runs the stage; fails (no skipping) when the broker or PostgreSQL cannot be reached. */
 export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaStageResult> {
   if (options.touchpoints < 1) throw new Error('kafka bench: --kafka-touchpoints must be at least 1');
-  await checkServices(options);
-  // Warnings and errors only: the stage reports on stdout (JSON) and its progress on stderr.
-  const log = cliLogger.child({ component: 'bench-kafka' }, { level: 'warn' });
+  await checkServices(options).catch((error: unknown) => {
+    // Without the cause: the logger would repeat its message.
+    throw new Error(`the kafka bench stage cannot run: ${(error as Error).message}`);
+  });
+  const { log, repeated } = benchLogger();
   const suffix = randomBytes(4).toString('hex');
   const topics: Topics = topicsFor(`lifecycle-bench-${suffix}`);
   const kafka = createKafka({ brokers: options.brokers, clientId: `lifecycle-bench-${suffix}`, logger: log });
@@ -361,7 +425,8 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
     progress(`topic ${topics.input} (${BENCH_PARTITIONS} partitions), database ${database.name} on ${safeUrl(options.serverUrl)}`);
 
     // 1. Throughput: produce N touchpoints, then read them with a no-op consumer, then project them.
-    const { lines } = generated(options.touchpoints, options.seed);
+    const take = generatedStream(options.touchpoints, options.seed);
+    const { lines } = take(options.touchpoints);
     const producer = createProducer(kafka);
     await producer.connect();
     cleanups.push(() => producer.disconnect());
@@ -377,15 +442,12 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
     let processed = 0;
     let lastCommitAt = 0;
     const producedAt = new Map<string, number>();
-    const latencies: number[] = [];
+    const committedAt = new Map<string, number>();
     const onBatch = (outcome: BatchOutcome) => {
       const now = performance.now();
       lastCommitAt = now;
       processed += outcome.accepted.length + outcome.duplicates.length + outcome.conflicts.length;
-      for (const t of outcome.accepted) {
-        const at = producedAt.get(t.id);
-        if (at !== undefined) latencies.push(now - at);
-      }
+      for (const t of outcome.accepted) if (producedAt.has(t.id)) committedAt.set(t.id, now);
     };
     const service = new ProjectorService({
       kafka,
@@ -401,8 +463,8 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
     const cpuBefore = process.cpuUsage();
     const machineBefore = machineTimes();
     started = performance.now();
-    await service.start();
     cleanups.push(() => service.stop());
+    await service.start();
     let repartitionDoneAt: number | undefined;
     let sampling = true;
     const sampler = (async () => {
@@ -445,10 +507,17 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
     const targetRate = options.latencyRate ?? Math.max(1, Math.round(perSecond / 2));
     const count = Math.round(targetRate * options.latencySeconds);
     if (count > 0) {
-      // Another seed: other customers, other ids (`tp-<seed>-…`), all new to the store.
-      const live = generated(count, options.seed + 1);
+      const live = take(count);
+      if (live.lines.length < count) progress(`the generated stream ends after ${live.lines.length} more touchpoints: the latency run is shorter`);
       const before = snapshot(store.stats);
       const processedBefore = processed;
+      // Where the time goes: a read_committed observer of the internal topic sees each
+      // touchpoint when the repartition stage's transaction commits.
+      const visibleAt = new Map<string, number>();
+      const observer = await observe(kafka, topics.byCustomer, (id, at) => {
+        if (producedAt.has(id)) visibleAt.set(id, at);
+      });
+      cleanups.push(() => observer.disconnect());
       progress(`latency run: ${live.lines.length} touchpoints at ${targetRate}/s for ${options.latencySeconds} s`);
       started = performance.now();
       let sent = 0;
@@ -465,32 +534,49 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
         }
       }
       const produceSeconds = seconds(started);
-      const committedAll = await until(() => latencies.length >= live.lines.length, 'the latency run being committed', 60_000, 10).then(
+      const committedAll = await until(() => committedAt.size >= live.lines.length, 'the latency run being committed', 60_000, 10).then(
         () => true,
         () => false,
       );
-      const sorted = [...latencies].sort((a, b) => a - b);
+      const sorted = (values: Iterable<number>) => [...values].sort((a, b) => a - b);
+      const endToEnd = sorted([...committedAt].map(([id, at]) => at - producedAt.get(id)!));
+      const observed = [...committedAt].filter(([id]) => visibleAt.has(id));
+      const toVisible = sorted(observed.map(([id]) => visibleAt.get(id)! - producedAt.get(id)!));
+      const toCommitted = sorted(observed.map(([id, at]) => at - visibleAt.get(id)!));
       latency = {
         targetRate,
         achievedRate: Math.round(live.lines.length / produceSeconds),
         produced: live.lines.length,
-        committed: sorted.length,
+        committed: endToEnd.length,
         produceSeconds: round3(produceSeconds),
-        p50Ms: round1(percentile(sorted, 0.5)),
-        p95Ms: round1(percentile(sorted, 0.95)),
-        p99Ms: round1(percentile(sorted, 0.99)),
-        maxMs: round1(sorted[sorted.length - 1] ?? Number.NaN),
+        p50Ms: round1(percentile(endToEnd, 0.5)),
+        p95Ms: round1(percentile(endToEnd, 0.95)),
+        p99Ms: round1(percentile(endToEnd, 0.99)),
+        maxMs: round1(endToEnd[endToEnd.length - 1] ?? Number.NaN),
+        split: {
+          observed: observed.length,
+          repartitionedP50Ms: round1(percentile(toVisible, 0.5)),
+          repartitionedP99Ms: round1(percentile(toVisible, 0.99)),
+          projectedP50Ms: round1(percentile(toCommitted, 0.5)),
+          projectedP99Ms: round1(percentile(toCommitted, 0.99)),
+        },
         chunks: chunkFigures(before, store.stats, processed - processedBefore),
       };
       progress(
         `latency produce → read model committed at ${latency.achievedRate}/s: p50 ${latency.p50Ms} ms, p95 ${latency.p95Ms} ms, ` +
           `p99 ${latency.p99Ms} ms (goal < 500 ms), max ${latency.maxMs} ms; ${latency.chunks.chunks} chunks of ${latency.chunks.meanTouchpoints} touchpoints, ` +
           `${latency.chunks.meanTransactionMs} ms each` +
-          (committedAll ? '' : `; only ${sorted.length} of ${live.lines.length} committed within 60 s of the last produce`),
+          (committedAll ? '' : `; only ${endToEnd.length} of ${live.lines.length} committed within 60 s of the last produce`),
+      );
+      progress(
+        `of which produce → visible in ${topics.byCustomer} (repartition transaction committed): p50 ${latency.split.repartitionedP50Ms} ms, p99 ${latency.split.repartitionedP99Ms} ms; ` +
+          `visible → read model committed: p50 ${latency.split.projectedP50Ms} ms, p99 ${latency.split.projectedP99Ms} ms (${observed.length} touchpoints observed)`,
       );
       progress(`slowest statements per chunk: ${describeSlowest(latency.chunks)}`);
-      if (!committedAll) throw new Error(`kafka bench: only ${sorted.length} of ${live.lines.length} touchpoints of the latency run were committed within 60 s`);
+      if (!committedAll) throw new Error(`kafka bench: only ${endToEnd.length} of ${live.lines.length} touchpoints of the latency run were committed within 60 s`);
     }
+    const warnings = Object.fromEntries([...repeated].filter(([, n]) => n > 1));
+    if (Object.keys(warnings).length > 0) progress(`repeated warnings: ${Object.entries(warnings).map(([msg, n]) => `${n}× ${JSON.stringify(msg)}`).join('; ')}`);
     return {
       stage: 'kafka',
       touchpoints: projected,
@@ -505,6 +591,7 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
       ratio,
       projector,
       latency,
+      warnings,
     };
   } finally {
     for (const cleanup of cleanups.reverse()) {
@@ -525,7 +612,8 @@ export function formatKafkaStage(r: KafkaStageResult): string[] {
     const l = r.latency;
     lines.push(
       `${''.padEnd(8)} produce → read model committed at ${l.achievedRate}/s for ${l.produceSeconds.toFixed(0)} s: ` +
-        `p50 ${l.p50Ms} ms · p95 ${l.p95Ms} ms · p99 ${l.p99Ms} ms (goal < 500 ms) · max ${l.maxMs} ms`,
+        `p50 ${l.p50Ms} ms · p95 ${l.p95Ms} ms · p99 ${l.p99Ms} ms (goal < 500 ms) · max ${l.maxMs} ms ` +
+        `(p99 to the repartitioned topic ${l.split.repartitionedP99Ms} ms, from it to PostgreSQL ${l.split.projectedP99Ms} ms)`,
     );
   }
   return lines;

@@ -127,7 +127,9 @@ export async function benchCommand(options: BenchOptions): Promise<void> {
   const { stdout } = await run(process.execPath, [process.argv[1]!, 'bench', '--stage', 'kafka', '--seed', String(options.seed), ...kafkaArguments(options.kafka)], {
     maxBuffer: 16 << 20,
   }).catch((error: unknown) => {
-    throw new Error(`the kafka bench stage failed: ${(error as { stderr?: string }).stderr?.trim() || (error as Error).message}`, { cause: error });
+    const { stderr } = error as { stderr?: string };
+    if (stderr !== undefined && stderr !== '') process.stderr.write(stderr);
+    throw new Error(`the kafka bench stage failed${stderr ? ' (its output is above)' : `: ${(error as Error).message}`}`);
   });
   for (const line of formatKafkaStage(JSON.parse(stdout) as KafkaStageResult)) console.log(line);
 }
