@@ -18,6 +18,16 @@ export const eventStoreMigrations: readonly Migration[] = [
       );
       CREATE INDEX lifecycle_events_type ON lifecycle_events (event_type, position);`,
   },
+  {
+    // How far each mirror (`mirrorEvents`, mirror.ts) has copied lifecycle_events to another store.
+    id: '0002_event_mirror_checkpoints',
+    sql: `
+      CREATE TABLE event_mirror_checkpoints (
+        name text PRIMARY KEY,
+        position bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );`,
+  },
 ];
 
 interface EventRow {
@@ -50,8 +60,11 @@ export function sqlEventStore(sql: SqlExecutor): EventStore {
       const revisions = new Map(
         (
           await sql.query<{ stream_id: string; revision: number }>(
-            `SELECT stream_id, max(revision) AS revision FROM lifecycle_events
-             WHERE stream_id = ANY($1::text[]) GROUP BY stream_id`,
+            // One backward index probe per stream: max() over `= ANY` read every event of
+            // every stream (a customer's whole history) just to find its last revision.
+            `SELECT s.stream_id, last.revision FROM unnest($1::text[]) AS s(stream_id)
+             CROSS JOIN LATERAL (SELECT revision FROM lifecycle_events e
+                                 WHERE e.stream_id = s.stream_id ORDER BY revision DESC LIMIT 1) last`,
             [streamIds],
           )
         ).map((r) => [r.stream_id, r.revision]),

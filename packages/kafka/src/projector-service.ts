@@ -61,7 +61,14 @@ export class ProjectorService {
     this.groupId = options.groupId ?? `lifecycle-projector.${options.topics.input}`;
     this.repartitionGroupId = `${this.groupId}.repartition`;
     const { kafka } = options;
-    this.producer = createProducer(kafka, { transactionalId: `${this.repartitionGroupId}.${options.instanceId}`, transactionTimeout: 15_000 });
+    this.producer = createProducer(kafka, {
+      transactionalId: `${this.repartitionGroupId}.${options.instanceId}`,
+      transactionTimeout: 15_000,
+      // The broker answers CONCURRENT_TRANSACTIONS while the previous transaction still
+      // completes (a few ms); kafkajs's default first retry waits 300 ms, which was most of the
+      // end-to-end latency.
+      retry: { initialRetryTime: 20, retries: 10 },
+    });
     this.repartitionConsumer = kafka.consumer({ groupId: this.repartitionGroupId, readUncommitted: false });
     this.projectConsumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
   }
