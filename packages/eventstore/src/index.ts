@@ -4,7 +4,16 @@ export { eventStoreMigrations, sqlEventStore } from './sql-event-store.js';
 export {
   EventStoreDbEventStore,
   EventStoreDbUnavailableError,
+  hostsOf,
   openEventStoreDb,
   type EventStoreDbPosition,
   type TypeSubscription,
 } from './eventstoredb.js';
+export {
+  loadCheckpoint,
+  mirrorEvents,
+  MirrorDivergedError,
+  type MirroredPage,
+  type MirrorOptions,
+  type MirrorSummary,
+} from './mirror.js';

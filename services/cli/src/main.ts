@@ -4,6 +4,7 @@ import { ConfigMismatchError } from '@lifecycle/projection';
 import { exportCommand, type ExportKind } from './commands/export.js';
 import { generateCommand } from './commands/generate.js';
 import { ingestCommand } from './commands/ingest.js';
+import { mirrorEventStoreCommand } from './commands/mirror.js';
 import { replayCommand } from './commands/replay.js';
 import { startCommand } from './commands/start.js';
 import { BENCH_STAGES, benchCommand, type BenchStage } from './commands/bench.js';
@@ -12,7 +13,17 @@ import { logger } from './logger.js';
 import { produceCommand } from './commands/produce.js';
 import { projectCommand } from './commands/project.js';
 import { ingestServerCommand, serveCommand } from './commands/servers.js';
-import { DEAD_LETTER_FILE, UsageError, brokersOf, dataDirOf, loadConfig, parseAsOf, positiveInteger, storeLocation } from './settings.js';
+import {
+  DEAD_LETTER_FILE,
+  UsageError,
+  brokersOf,
+  dataDirOf,
+  eventStoreConnectionOf,
+  loadConfig,
+  parseAsOf,
+  positiveInteger,
+  storeLocation,
+} from './settings.js';
 import { join } from 'node:path';
 
 const asArgument = (parse: (value: string) => number) => (value: string) => {
@@ -84,6 +95,30 @@ program
   .addOption(configOption())
   .action(async (options: StoreOptions) => {
     await replayCommand(storeLocation(options), await loadConfig(options.config));
+  });
+
+program
+  .command('mirror-eventstore')
+  .description('copy the event streams to EventStoreDB, each event exactly once, from where the last run with this --name stopped')
+  .option('--eventstore <url>', 'EventStoreDB connection string, e.g. esdb://127.0.0.1:2113?tls=false (env LIFECYCLE_EVENTSTORE_URL)')
+  .addOption(dataDirOption())
+  .addOption(databaseOption())
+  .option('--name <name>', 'the checkpoint kept in the store: one name per target', 'eventstoredb')
+  .option('--follow', 'keep mirroring new events until SIGINT/SIGTERM', false)
+  .option('--batch-size <n>', 'events read and appended per page', integer('--batch-size'), 1000)
+  .option('--poll-interval <ms>', 'with --follow, the pause between polls once caught up', integer('--poll-interval'), 1000)
+  .action(async (options: StoreOptions & { eventstore?: string; name: string; follow: boolean; batchSize: number; pollInterval: number }) => {
+    const eventstore = eventStoreConnectionOf(options.eventstore);
+    if (options.name.trim() === '') throw new UsageError('--name must not be empty');
+    if (options.batchSize < 1) throw new UsageError('--batch-size must be at least 1');
+    await mirrorEventStoreCommand({
+      location: storeLocation(options),
+      eventstore,
+      name: options.name,
+      follow: options.follow,
+      batchSize: options.batchSize,
+      pollIntervalMs: options.pollInterval,
+    });
   });
 
 program

@@ -78,3 +78,16 @@ export function brokersOf(option: string | undefined): string[] {
   if (!parsed.success) throw new UsageError(`--brokers / LIFECYCLE_KAFKA_BROKERS must be host:port[,host:port…]; got ${JSON.stringify(value)}`);
   return parsed.data;
 }
+
+/** `--eventstore` (or LIFECYCLE_EVENTSTORE_URL): an EventStoreDB connection string, required. */
+export function eventStoreConnectionOf(option: string | undefined): string {
+  const value = (option ?? process.env['LIFECYCLE_EVENTSTORE_URL'] ?? '').trim();
+  if (value === '') {
+    throw new UsageError('--eventstore / LIFECYCLE_EVENTSTORE_URL is required: the EventStoreDB connection string, e.g. esdb://127.0.0.1:2113?tls=false');
+  }
+  // The value may hold a password: name only its scheme when it is wrong.
+  if (!/^esdb(\+discover)?:\/\//.test(value)) {
+    throw new UsageError(`--eventstore / LIFECYCLE_EVENTSTORE_URL must be an esdb:// or esdb+discover:// connection string (e.g. esdb://127.0.0.1:2113?tls=false); got one that starts with ${JSON.stringify(value.split(':')[0] ?? '')}`);
+  }
+  return value;
+}

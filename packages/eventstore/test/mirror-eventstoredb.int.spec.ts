@@ -1,0 +1,50 @@
+import { randomUUID } from 'node:crypto';
+import { mirrorEvents, openEventStoreDb, type EventStoreDbEventStore } from '@lifecycle/eventstore';
+import type { SqlDatabase } from '@lifecycle/sql';
+import { appendToSource, expectSameStreams, interceptedTarget, Killed, mirrorContract, openSource } from './mirror-contract.js';
+
+// Stream ids are unique per test, so a server that already holds events is fine.
+const CONNECTION_STRING = process.env['EVENTSTORE_CONNECTION_STRING'];
+
+if (CONNECTION_STRING === undefined || CONNECTION_STRING === '') {
+  process.stderr.write(
+    '\nEventStoreDB mirror tests SKIPPED: EVENTSTORE_CONNECTION_STRING is not set.\n' +
+      '  To run them, start a node, e.g. `docker run --rm -p 2113:2113 eventstore/eventstore:lts --insecure`, then\n' +
+      '  `EVENTSTORE_CONNECTION_STRING="esdb://127.0.0.1:2113?tls=false" npm test`.\n\n',
+  );
+}
+
+const describeWithServer = CONNECTION_STRING ? describe : describe.skip;
+
+describeWithServer('mirroring lifecycle_events (PGlite) to EventStoreDB', () => {
+  let store: EventStoreDbEventStore;
+  beforeAll(async () => {
+    store = await openEventStoreDb(CONNECTION_STRING!);
+  });
+  afterAll(() => store?.close());
+
+  mirrorContract(async () => store);
+
+  describe('a larger outbox', () => {
+    let db: SqlDatabase;
+    beforeAll(async () => {
+      db = await openSource();
+    });
+    afterAll(() => db.close());
+
+    test('hundreds of streams, killed after a page reached the server, end up exactly once in EventStoreDB', async () => {
+      const run = randomUUID().slice(0, 8);
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 150; i++) await appendToSource(db, `customer-${i}-${run}`, 1 + ((i + round) % 3));
+      }
+      const dying = interceptedTarget(store, async (requests, call, append) => {
+        await append(requests);
+        if (call === 3) throw new Killed('killed between append and checkpoint');
+      });
+      await expect(mirrorEvents(db, dying, { name: run, batchSize: 200 })).rejects.toBeInstanceOf(Killed);
+      const summary = await mirrorEvents(db, store, { name: run, batchSize: 128 });
+      expect(summary.streams).toBe(150);
+      await expectSameStreams(db, store);
+    });
+  });
+});
