@@ -16,7 +16,7 @@ export default {
   transform: { '^.+\\.ts$': swc },
   moduleNameMapper: {
     // Workspace packages are tested from their sources, not their dist.
-    '^@lifecycle/(api|ingest)$': '<rootDir>/services/$1/src/index.ts',
+    '^@lifecycle/(api|ingest|projector)$': '<rootDir>/services/$1/src/index.ts',
     '^@lifecycle/([a-z]+)$': '<rootDir>/packages/$1/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },

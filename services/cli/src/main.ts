@@ -11,7 +11,7 @@ import { BENCH_STAGES, benchCommand, type BenchStage } from './commands/bench.js
 import { DEFAULT_BENCH_SERVER } from './commands/bench-kafka.js';
 import { logger } from './logger.js';
 import { produceCommand } from './commands/produce.js';
-import { projectCommand } from './commands/project.js';
+import { runProjector } from '@lifecycle/projector';
 import { ingestServerCommand, serveCommand } from './commands/servers.js';
 import {
   DEAD_LETTER_FILE,
@@ -149,7 +149,7 @@ program
   .option('--metrics-port <n>', 'port of GET /metrics and /health (0: any)', integer('--metrics-port'), 9464)
   .option('--host <host>', 'interface of the metrics server', '127.0.0.1')
   .action(async (options: StoreOptions & { brokers?: string; topic: string; partitions: number; instanceId?: string; group?: string; untilIdle: boolean; chunkSize?: number; wallClockAfterIdle?: number; metricsPort: number; host: string }) => {
-    await projectCommand({
+    await runProjector({
       brokers: brokersOf(options.brokers),
       topic: options.topic,
       partitions: options.partitions,
@@ -162,7 +162,7 @@ program
       ...(options.wallClockAfterIdle !== undefined ? { wallClockAfterIdleMs: options.wallClockAfterIdle * 1000 } : {}),
       metricsPort: options.metricsPort,
       host: options.host,
-    });
+    }, logger);
   });
 
 program

@@ -2,11 +2,10 @@ import { buildApi } from '@lifecycle/api';
 import type { LifecycleConfig } from '@lifecycle/contracts';
 import { buildIngestApi } from '@lifecycle/ingest';
 import { createKafka, createProducer, ensureLifecycleTopics, topicsFor } from '@lifecycle/kafka';
-import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
+import { LifecycleMetrics, createRegistry, startOpsServer, untilSignal } from '@lifecycle/observability';
 import { openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
 import { churnRatesAtWatermark, countCustomersByStage } from '@lifecycle/readmodel';
 import { logger } from '../logger.js';
-import { startOpsServer, untilSignal } from '../ops-server.js';
 import type { KafkaOptions } from './produce.js';
 
 /** The read-model API service (`lifecycle serve`), with its metrics on a port of their own. */

@@ -1,14 +1,16 @@
 import { hostname } from 'node:os';
 import type { LifecycleConfig } from '@lifecycle/contracts';
 import { createKafka, ensureLifecycleTopics, ProjectorService, topicsFor } from '@lifecycle/kafka';
-import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
+import { LifecycleMetrics, createRegistry, startOpsServer, untilSignal } from '@lifecycle/observability';
 import { openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
 import { churnRatesAtWatermark, countCustomersByStage, loadProjectionState } from '@lifecycle/readmodel';
-import { logger } from '../logger.js';
-import { startOpsServer, untilSignal } from '../ops-server.js';
-import type { KafkaOptions } from './produce.js';
+import type { Logger } from 'pino';
 
-export interface ProjectOptions extends KafkaOptions {
+export interface ProjectorOptions {
+  brokers: string[];
+  topic: string;
+  /** Partitions of the topics when they are created. */
+  partitions: number;
   location: StoreLocation;
   config: LifecycleConfig;
   instanceId?: string;
@@ -22,8 +24,12 @@ export interface ProjectOptions extends KafkaOptions {
 
 const IDLE_POLL_MS = 1_000;
 
-/** Runs a projector instance until SIGINT/SIGTERM, or with `untilIdle` until the group caught up. */
-export async function projectCommand(options: ProjectOptions): Promise<void> {
+/**
+ * The projector service: one instance of the consumer group (Kafka → event streams and read
+ * models), with `/metrics` and `/health`. Runs until SIGINT/SIGTERM, or with `untilIdle` until
+ * the group caught up.
+ */
+export async function runProjector(options: ProjectorOptions, logger: Logger): Promise<void> {
   const instanceId = options.instanceId ?? hostname();
   const log = logger.child({ instanceId });
   const kafka = createKafka({ brokers: options.brokers, clientId: `lifecycle-projector-${instanceId}`, logger: log });

@@ -1,0 +1,1 @@
+export { runProjector, type ProjectorOptions } from './run-projector.js';
