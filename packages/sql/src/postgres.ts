@@ -18,6 +18,10 @@ const executor = (client: pg.Pool | pg.PoolClient): SqlExecutor => ({
 /** A PostgreSQL server, e.g. `postgres://postgres@127.0.0.1:5432/lifecycle`. */
 export async function openPostgres(url: string): Promise<SqlDatabase> {
   const pool = new pg.Pool({ connectionString: url, max: 4 });
+  // An idle connection the server closed (restart, pg_terminate_backend, DROP DATABASE … FORCE)
+  // is reported here and dropped from the pool; the next query opens another. Unhandled, this
+  // event would end the process although nothing was in flight.
+  pool.on('error', () => undefined);
   const safe = new URL(url);
   safe.password = '';
   try {
