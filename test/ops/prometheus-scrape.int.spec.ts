@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseTouchpoint } from '@lifecycle/contracts';
 import { createTestDatabase } from '../support/postgres.js';
+import { cli, lifecycle } from '../support/distributed.js';
 
 // A real scrape (SPEC §8): a real Prometheus server on loopback scrapes a running projector
 // (`lifecycle project`, real Kafka broker, PostgreSQL) every second and evaluates the repository's
@@ -32,9 +33,7 @@ import { createTestDatabase } from '../support/postgres.js';
 
 const execFileAsync = promisify(execFile);
 const root = join(import.meta.dirname, '../..');
-const cli = join(root, 'services/cli/dist/main.js');
 const rulesFile = join(root, 'infra/prometheus/rules/lifecycle.rules.yml');
-const lifecycle = (args: string[]) => execFileAsync(process.execPath, [cli, ...args], { maxBuffer: 64 << 20 });
 
 const missing = ['prometheus', 'promtool'].filter((binary) => spawnSync(binary, ['--version'], { stdio: 'ignore' }).status !== 0);
 const inCi = process.env['CI'] === 'true';

@@ -6,7 +6,8 @@ import { Kafka, logLevel } from 'kafkajs';
 
 // Drives the built CLI as separate processes, as an operator would.
 const run = promisify(execFile);
-const cli = join(import.meta.dirname, '../../services/cli/dist/main.js');
+/** The built `lifecycle` command. */
+export const cli = join(import.meta.dirname, '../../services/cli/dist/main.js');
 export const lifecycle = (args: string[]) => run(process.execPath, [cli, ...args], { maxBuffer: 256 << 20 });
 
 export function projector(
@@ -29,17 +30,35 @@ export function projector(
   return { child, exit };
 }
 
-export async function readTopic(brokers: string, topic: string, expected: number): Promise<string[]> {
-  const kafka = new Kafka({ brokers: [brokers], clientId: 'test-reader', logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: `test-${randomBytes(4).toString('hex')}` });
-  const values: string[] = [];
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  await consumer.run({ eachMessage: async ({ message }) => void values.push(message.value!.toString()) });
-  const deadline = Date.now() + 20_000;
-  while (values.length < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  await new Promise((r) => setTimeout(r, 1_000)); // anything beyond the expected count shows up too
-  await consumer.disconnect();
-  return values;
+export interface ReceivedMessage {
+  key: string | null;
+  value: string;
+  headers: Record<string, string>;
 }
 
+/** Reads a topic from the beginning (read_committed) until `expected` messages came, then a second more. */
+export async function readMessages(brokers: string, topic: string, expected: number): Promise<ReceivedMessage[]> {
+  const kafka = new Kafka({ brokers: [brokers], clientId: 'test-reader', logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: `test-${randomBytes(4).toString('hex')}` });
+  const received: ReceivedMessage[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) =>
+      void received.push({
+        key: message.key?.toString() ?? null,
+        value: message.value!.toString(),
+        headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
+      }),
+  });
+  const deadline = Date.now() + 20_000;
+  while (received.length < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  await new Promise((r) => setTimeout(r, 1_000)); // anything beyond the expected count shows up too
+  await consumer.disconnect();
+  return received;
+}
+
+/** The values of a topic's messages: see `readMessages`. */
+export async function readTopic(brokers: string, topic: string, expected: number): Promise<string[]> {
+  return (await readMessages(brokers, topic, expected)).map((m) => m.value);
+}

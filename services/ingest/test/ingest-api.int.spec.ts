@@ -1,36 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { Kafka, logLevel, type Producer } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import { createKafka, createProducer, ensureLifecycleTopics, topicsFor, type LineResult, type Topics } from '@lifecycle/kafka';
 import { buildIngestApi } from '@lifecycle/ingest';
 import { pino } from 'pino';
 import { ensureBroker } from '../../../test/support/kafka.js';
-
-interface Received {
-  key: string | null;
-  value: string;
-  headers: Record<string, string>;
-}
-
-async function readAll(brokers: string, topic: string, expected: number): Promise<Received[]> {
-  const kafka = new Kafka({ brokers: [brokers], clientId: 'ingest-test-reader', logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: `ingest-test-${randomBytes(4).toString('hex')}` });
-  const received: Received[] = [];
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ message }) =>
-      void received.push({
-        key: message.key?.toString() ?? null,
-        value: message.value!.toString(),
-        headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
-      }),
-  });
-  const deadline = Date.now() + 20_000;
-  while (received.length < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  await new Promise((r) => setTimeout(r, 1_000)); // anything beyond the expected count shows up too
-  await consumer.disconnect();
-  return received;
-}
+import { readMessages } from '../../../test/support/distributed.js';
 
 const registration = (id: string, customerId: string) =>
   JSON.stringify({ id, type: 'registration', occurredAt: '2025-03-01T10:00:00Z', customerId, properties: {} });
@@ -84,13 +58,13 @@ describe('POST /v1/touchpoints against the real broker', () => {
     expect(second.body['results'].map((r: LineResult) => r.status)).toEqual(['accepted', 'rejected']);
     expect(seen.filter((r) => r.status === 'rejected').map((r) => (r.status === 'rejected' ? r.reason : ''))).toEqual(['malformed_json', 'unknown_type']);
 
-    const input = await readAll(brokers, topics.input, 3);
+    const input = await readMessages(brokers, topics.input, 3);
     expect(input.map((m) => [m.key, JSON.parse(m.value).id]).sort()).toEqual([
       ['customer:alice', 't1'],
       ['customer:alice', 't3'],
       ['customer:bob', 't2'],
     ]);
-    const dead = await readAll(brokers, topics.deadLetter, 2);
+    const dead = await readMessages(brokers, topics.deadLetter, 2);
     expect(dead.map((m) => [m.headers['lifecycle-reason'], m.headers['lifecycle-line']]).sort()).toEqual([
       ['malformed_json', '2'],
       ['unknown_type', '2'],
