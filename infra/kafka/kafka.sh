@@ -13,7 +13,9 @@
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), LIFECYCLE_KAFKA_CACHE (jar cache),
 # LIFECYCLE_KAFKA_STATE (data, logs, pid file).
-set -euo pipefail
+set -Eeuo pipefail
+# Any command that fails unexpectedly says so: a bare non-zero exit is all a caller would see.
+trap 'echo "kafka.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 KAFKA_VERSION=3.9.1
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -96,8 +98,17 @@ start() {
   mkdir -p "$state/data"
   write_config
   # A KRaft cluster id is 16 random bytes in URL-safe base64 without padding (22 characters).
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
-  java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" >"$state/format.log" 2>&1
+  # One that starts with '-' is taken for an option by StorageTool's argument parser (1 in 64
+  # starts, seen in CI), so draw again until it does not, as Kafka's own Uuid.randomUuid does.
+  cluster_id=-
+  while [ "${cluster_id:0:1}" = - ]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  done
+  if ! java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" >"$state/format.log" 2>&1; then
+    log "formatting the storage failed; its output follows"
+    cat "$state/format.log" >&2
+    exit 1
+  fi
   nohup java "${java_opts[@]}" kafka.Kafka "$state/server.properties" >"$state/stdout.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do
@@ -136,7 +147,7 @@ topic() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  status) running ;;
+  status) running || exit 1 ;;
   topic) topic "${2:?topic name}" "${3:?partitions}" ;;
   *)
     echo "usage: kafka.sh start|stop|status|topic NAME PARTITIONS" >&2
