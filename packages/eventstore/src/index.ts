@@ -1,6 +1,6 @@
 export { ConcurrencyError, NO_STREAM, type AppendRequest, type EventStore, type NewEvent, type RecordedEvent } from './event-store.js';
 export { inMemoryEventStore } from './in-memory.js';
-export { eventStoreMigrations, sqlEventStore } from './sql-event-store.js';
+export { eventStoreMigrations, sqlEventStore, type SqlEventStore } from './sql-event-store.js';
 export {
   EventStoreDbEventStore,
   EventStoreDbUnavailableError,

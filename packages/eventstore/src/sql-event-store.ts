@@ -48,11 +48,32 @@ const toRecorded = (row: EventRow): RecordedEvent => ({
 
 const UNIQUE_VIOLATION = '23505';
 
+/** The SQL store can also read streams from a revision on (see `StreamCache` in projection). */
+export interface SqlEventStore extends EventStore {
+  /**
+   * For each stream, its events after the given revision (-1: the whole stream), in revision
+   * order; a stream with none is absent from the map.
+   */
+  readStreamsAfter(after: ReadonlyMap<string, number>): Promise<Map<string, RecordedEvent[]>>;
+}
+
+/** Groups rows by stream, each stream in revision order. */
+function byStream(rows: readonly EventRow[]): Map<string, RecordedEvent[]> {
+  const found = new Map<string, RecordedEvent[]>();
+  for (const row of rows) {
+    const stream = found.get(row.stream_id);
+    if (stream) stream.push(toRecorded(row));
+    else found.set(row.stream_id, [toRecorded(row)]);
+  }
+  for (const stream of found.values()) stream.sort((a, b) => a.revision - b.revision);
+  return found;
+}
+
 /**
  * Event streams in PostgreSQL (or PGlite): one table, one row per event. Given a transaction,
  * appends commit or roll back together with the read models written in it.
  */
-export function sqlEventStore(sql: SqlExecutor): EventStore {
+export function sqlEventStore(sql: SqlExecutor): SqlEventStore {
   return {
     async append(requests) {
       if (requests.length === 0) return;
@@ -97,19 +118,28 @@ export function sqlEventStore(sql: SqlExecutor): EventStore {
     },
 
     async readStreams(streamIds) {
-      const found = new Map<string, RecordedEvent[]>();
-      if (streamIds.length === 0) return found;
+      if (streamIds.length === 0) return new Map();
+      // Sorted by byStream, not with ORDER BY: for a chunk's few thousand streams PostgreSQL's
+      // sort of whole rows spilled past work_mem to disk (52 ms of a 64 ms read, measured).
       const rows = await sql.query<EventRow>(
-        `SELECT stream_id, revision, event_id, event_type, data FROM lifecycle_events
-         WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, revision`,
+        'SELECT stream_id, revision, event_id, event_type, data FROM lifecycle_events WHERE stream_id = ANY($1::text[])',
         [streamIds],
       );
-      for (const row of rows) {
-        const stream = found.get(row.stream_id);
-        if (stream) stream.push(toRecorded(row));
-        else found.set(row.stream_id, [toRecorded(row)]);
-      }
-      return found;
+      return byStream(rows);
+    },
+
+    async readStreamsAfter(after) {
+      if (after.size === 0) return new Map();
+      // One index range scan per stream (LATERAL): a join on the unnested pairs may be planned
+      // as a hash join over the whole table when the planner misjudges the array's length.
+      const rows = await sql.query<EventRow>(
+        `SELECT e.stream_id, e.revision, e.event_id, e.event_type, e.data
+         FROM unnest($1::text[], $2::integer[]) AS s(stream_id, after)
+         CROSS JOIN LATERAL (SELECT * FROM lifecycle_events e
+                             WHERE e.stream_id = s.stream_id AND e.revision > s.after ORDER BY e.revision) e`,
+        [[...after.keys()], [...after.values()]],
+      );
+      return byStream(rows);
     },
 
     async *readAllOfType(type, pageSize = 10_000) {

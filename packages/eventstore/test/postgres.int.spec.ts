@@ -2,6 +2,7 @@ import { eventStoreMigrations, sqlEventStore } from '@lifecycle/eventstore';
 import { migrate, openPostgres, type SqlDatabase } from '@lifecycle/sql';
 import { createTestDatabase } from '../../../test/support/postgres.js';
 import { eventStoreContract } from './event-store-contract.js';
+import { sqlEventStoreContract } from './sql-event-store-contract.js';
 
 describe('PostgreSQL event store', () => {
   let db: SqlDatabase;
@@ -17,4 +18,5 @@ describe('PostgreSQL event store', () => {
     await drop();
   });
   eventStoreContract(async () => sqlEventStore(db));
+  sqlEventStoreContract(async () => sqlEventStore(db));
 });

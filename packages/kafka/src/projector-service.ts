@@ -2,7 +2,7 @@ import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { LifecycleConfig, Rejection, Touchpoint } from '@lifecycle/contracts';
 import { ConcurrencyError } from '@lifecycle/eventstore';
-import { advanceWatermark, projectBatch, type BatchOutcome } from '@lifecycle/projection';
+import { advanceWatermark, projectBatch, StreamCache, type BatchOutcome } from '@lifecycle/projection';
 import { loadConsumerOffsets, saveConsumerOffsets } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { createProducer, type Topics } from './client.js';
@@ -56,6 +56,8 @@ export class ProjectorService {
   private lastInputAt = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
   private advancing = false;
+  /** Streams read by earlier chunks: a chunk reads only what they gained since. */
+  private readonly streams = new StreamCache();
 
   constructor(private readonly options: ProjectorServiceOptions) {
     this.groupId = options.groupId ?? `lifecycle-projector.${options.topics.input}`;
@@ -164,7 +166,7 @@ export class ProjectorService {
       const started = performance.now();
       const outcome = await this.withConflictRetries(() =>
         db.transaction(async (tx) => {
-          const result = await projectBatch(tx, touchpoints, config);
+          const result = await projectBatch(tx, touchpoints, config, this.streams);
           await saveConsumerOffsets(tx, this.groupId, batch.topic, new Map([[batch.partition, next]]));
           return result;
         }),
@@ -184,7 +186,7 @@ export class ProjectorService {
       const { db, config, logger } = this.options;
       const started = performance.now();
       const now = Date.now();
-      const outcome = await this.withConflictRetries(() => db.transaction((tx) => advanceWatermark(tx, now, config)));
+      const outcome = await this.withConflictRetries(() => db.transaction((tx) => advanceWatermark(tx, now, config, this.streams)));
       this.options.onBatch?.({ accepted: [], duplicates: [], conflicts: [], ...outcome }, (performance.now() - started) / 1000);
       if (outcome.stageChanges.length > 0) logger.info({ watermark: new Date(now).toISOString(), stageChanges: outcome.stageChanges.length }, 'wall clock passed deadlines');
     } catch (error) {

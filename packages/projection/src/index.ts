@@ -2,3 +2,4 @@ export { advanceWatermark, ConfigMismatchError, projectBatch, replay, type Batch
 export { exportProjection, openLifecycleStore, recordedTouchpoints, type StoreLocation } from './lifecycle-store.js';
 export { customerStream, deterministicUuid, readCustomerStream } from './streams.js';
 export { ingestLines, type DeadLetter, type IngestOptions, type IngestSummary } from './ingest.js';
+export { StreamCache } from './stream-cache.js';

@@ -1,6 +1,7 @@
 import { parseTouchpoint, type FieldIssue, type LifecycleConfig, type RejectionReason, type Touchpoint } from '@lifecycle/contracts';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { projectBatch, type BatchOutcome } from './projector.js';
+import { StreamCache } from './stream-cache.js';
 
 /** A rejected input line, as written to the dead-letter destination. */
 export interface DeadLetter {
@@ -35,9 +36,10 @@ const RAW_LIMIT = 4096;
  * it: they become dead letters with their line number and reason. Blank lines are skipped.
  */
 export async function ingestLines(db: SqlDatabase, lines: AsyncIterable<string> | Iterable<string>, options: IngestOptions): Promise<IngestSummary> {
-  // Large batches: a customer touched by several batches is re-read from its stream each time.
+  // Large batches: each statement and the bookkeeping of a batch are paid once per batch.
   const batchSize = options.batchSize ?? 100_000;
   const summary: IngestSummary = { lines: 0, accepted: 0, duplicates: 0, rejected: {} };
+  const streams = new StreamCache();
   let batch: { touchpoint: Touchpoint; line: number; raw: string }[] = [];
   let letters: DeadLetter[] = [];
   const reject = (letter: DeadLetter) => {
@@ -48,7 +50,7 @@ export async function ingestLines(db: SqlDatabase, lines: AsyncIterable<string> 
   const flush = async () => {
     if (batch.length > 0) {
       const current = batch;
-      const outcome = await db.transaction((tx) => projectBatch(tx, current.map((b) => b.touchpoint), options.config));
+      const outcome = await db.transaction((tx) => projectBatch(tx, current.map((b) => b.touchpoint), options.config, streams));
       summary.accepted += outcome.accepted.length;
       summary.duplicates += outcome.duplicates.length;
       const conflicting = new Set(outcome.conflicts);
