@@ -21,3 +21,20 @@ describe('PostgreSQL connections', () => {
     }
   });
 });
+
+describe('PostgreSQL session settings', () => {
+  test('JIT is off, in and out of transactions, unless the URL sets its own options', async () => {
+    const { url, drop } = await createTestDatabase();
+    const db = await openPostgres(url);
+    const custom = await openPostgres(`${url}?options=${encodeURIComponent('-c work_mem=8MB')}`);
+    try {
+      expect(await db.query('SHOW jit')).toEqual([{ jit: 'off' }]);
+      expect(await db.transaction((tx) => tx.query('SHOW jit'))).toEqual([{ jit: 'off' }]);
+      expect(await custom.query('SHOW work_mem')).toEqual([{ work_mem: '8MB' }]);
+    } finally {
+      await custom.close();
+      await db.close();
+      await drop();
+    }
+  });
+});
