@@ -1,26 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { NO_STREAM, openEventStoreDb, type EventStoreDbEventStore, type EventStoreDbPosition } from '@lifecycle/eventstore';
 import { eventStoreContract } from './event-store-contract.js';
+import { eventStoreDbServer } from './eventstoredb-server.js';
 
 // Stream ids and event types are unique per test (see the contract suite), so a server that
 // already holds events, from earlier runs or other suites, is fine.
-const CONNECTION_STRING = process.env['EVENTSTORE_CONNECTION_STRING'];
-
-if (CONNECTION_STRING === undefined || CONNECTION_STRING === '') {
-  process.stderr.write(
-    '\nEventStoreDB contract tests SKIPPED: EVENTSTORE_CONNECTION_STRING is not set.\n' +
-      '  To run them, start a node, e.g. `docker run --rm -p 2113:2113 eventstore/eventstore:lts --insecure`, then\n' +
-      '  `EVENTSTORE_CONNECTION_STRING="esdb://127.0.0.1:2113?tls=false" npm test`\n' +
-      '  (a secure node needs a user allowed to read $all: esdb://admin:changeit@host:2113?tls=true&tlsCAFile=…).\n\n',
-  );
-}
-
-const describeWithServer = CONNECTION_STRING ? describe : describe.skip;
+const { connectionString, describeWithServer } = eventStoreDbServer('contract');
 
 describeWithServer('EventStoreDB event store', () => {
   let store: EventStoreDbEventStore;
   beforeAll(async () => {
-    store = await openEventStoreDb(CONNECTION_STRING!);
+    store = await openEventStoreDb(connectionString);
   });
   afterAll(() => store?.close());
 

@@ -2,24 +2,15 @@ import { randomUUID } from 'node:crypto';
 import { mirrorEvents, openEventStoreDb, type EventStoreDbEventStore } from '@lifecycle/eventstore';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { appendToSource, expectSameStreams, interceptedTarget, Killed, mirrorContract, openSource } from './mirror-contract.js';
+import { eventStoreDbServer } from './eventstoredb-server.js';
 
 // Stream ids are unique per test, so a server that already holds events is fine.
-const CONNECTION_STRING = process.env['EVENTSTORE_CONNECTION_STRING'];
-
-if (CONNECTION_STRING === undefined || CONNECTION_STRING === '') {
-  process.stderr.write(
-    '\nEventStoreDB mirror tests SKIPPED: EVENTSTORE_CONNECTION_STRING is not set.\n' +
-      '  To run them, start a node, e.g. `docker run --rm -p 2113:2113 eventstore/eventstore:lts --insecure`, then\n' +
-      '  `EVENTSTORE_CONNECTION_STRING="esdb://127.0.0.1:2113?tls=false" npm test`.\n\n',
-  );
-}
-
-const describeWithServer = CONNECTION_STRING ? describe : describe.skip;
+const { connectionString, describeWithServer } = eventStoreDbServer('mirror');
 
 describeWithServer('mirroring lifecycle_events (PGlite) to EventStoreDB', () => {
   let store: EventStoreDbEventStore;
   beforeAll(async () => {
-    store = await openEventStoreDb(CONNECTION_STRING!);
+    store = await openEventStoreDb(connectionString);
   });
   afterAll(() => store?.close());
 
