@@ -1,3 +1,3 @@
 export { LifecycleMetrics, createRegistry, type MetricSources } from './metrics.js';
 export { createLogger } from './logger.js';
-export { startOpsServer, untilSignal } from './ops-server.js';
+export { serveMetrics, startOpsServer, untilSignal } from './ops-server.js';

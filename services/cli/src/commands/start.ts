@@ -1,7 +1,7 @@
 import { buildApi } from '@lifecycle/api';
 import type { LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
-import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
+import { LifecycleMetrics, createRegistry, serveMetrics } from '@lifecycle/observability';
 import { exportProjection, openLifecycleStore } from '@lifecycle/projection';
 import { churnRatesAtWatermark, countCustomersByStage } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
@@ -50,7 +50,7 @@ export async function startCommand(options: StartOptions): Promise<void> {
   console.log(`\n${retentionTable(projection.cohorts)}\n`);
 
   const app = buildApi({ db, config: options.config, logger: false });
-  app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  serveMetrics(app, registry);
   const address = await app.listen({ port: options.port, host: options.host });
   const example = projection.customers[0]?.customerId;
   console.log(`serving the read models at ${address}`);
