@@ -38,11 +38,11 @@ export function buildIngestApi({ producer, topics, bodyLimit = 10 * 1024 * 1024,
     const lines = linesOf(typeof request.body === 'string' ? request.body : '');
     if (!Array.isArray(lines)) return reply.code(400).send({ error: 'bad_request', message: lines.error });
     const results: LineResult[] = [];
-    const summary = await publishLines(producer, topics, lines, { source: `http:${request.ip}`, onResult: (r) => {
-        results.push(r);
-        onResult?.(r);
-      },
-    });
+    const collect = (r: LineResult) => {
+      results.push(r);
+      onResult?.(r);
+    };
+    const summary = await publishLines(producer, topics, lines, { source: `http:${request.ip}`, onResult: collect });
     return reply.code(202).send({ ...summary, results });
   });
   return app;
