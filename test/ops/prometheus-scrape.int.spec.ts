@@ -304,10 +304,8 @@ function waveStream() {
     const target = new URL(metricsUrl).host; // 127.0.0.1:<port>, Prometheus's `instance` label
     const live = `job="projector",instance="${target}"`;
 
-    // prom-client does not export a labelled counter before its first inc(): before any churn,
-    // /metrics declares `lifecycle_churned_customers_total` (HELP/TYPE) without a sample. The test
-    // does not depend on that (a zero-initialised series would do as well), only on no churn
-    // having been counted yet.
+    // Before any churn the counter is exported at 0 for each reason (metrics.ts); the test only
+    // depends on no churn having been counted yet.
     const before = await (await fetch(`${metricsUrl}/metrics`)).text();
     expect(before).toContain('# TYPE lifecycle_churned_customers_total counter');
     expect(before).not.toMatch(/^lifecycle_churned_customers_total\S* [1-9]/m);
@@ -357,11 +355,8 @@ function waveStream() {
     await waitFor('a few scrapes of the live projector', async () => ((await scalar(base, `min_over_time(up{${live}}[1m]) * count_over_time(up{${live}}[1m])`)) ?? 0) >= 3 || undefined, 30_000, watch);
 
     // 5. Priming: one churn before the wave. `increase()` needs two samples of a series and
-    //    counts from the first one it has: a labelled counter that first appears at 60 (absent
-    //    before the wave) would add ~0 to the hour's increase however many customers churned.
-    //    A long-running projector has exported its churn counter for long; here one churn makes
-    //    the series `{reason="inactivity"}` exist (value 1) and be scraped a few times before the
-    //    wave. (A wave of another reason would need its own priming churn: each reason is a series.)
+    //    counts from the first one it has; the zero-initialised series has those already, and the
+    //    single churn checks that a lone churn before the wave is counted but does not page.
     const priming = primingStream();
     const wave = waveStream();
     for (const line of [...priming, ...wave]) expect(parseTouchpoint(JSON.stringify(line)).ok).toBe(true);

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { TOUCHPOINT_TYPES, type LifecycleEvent, type RejectionReason, type Touchpoint } from '@lifecycle/contracts';
+import { CHURN_REASONS, REJECTION_REASONS, TOUCHPOINT_TYPES, type LifecycleEvent, type RejectionReason, type Touchpoint } from '@lifecycle/contracts';
 
 /** One registry per service, every series labelled with the service (SPEC §8). */
 export function createRegistry(service: string): Registry {
@@ -86,6 +86,11 @@ export class LifecycleMetrics {
       labelNames: ['store'] as const,
       registers,
     });
+    // Every known reason is exported from the start, at 0: prom-client shows a labelled series only
+    // after its first inc(), and `increase()` counts from a series' first sample, so the first
+    // churn wave (or dead-letter surge) after a restart would otherwise add ~0 and page nobody.
+    for (const reason of CHURN_REASONS) this.churned.inc({ reason }, 0);
+    for (const reason of REJECTION_REASONS) this.rejected.inc({ reason }, 0);
     const { customersByStage, churnRates, consumerLag } = sources;
     new Gauge({
       name: 'lifecycle_customers',

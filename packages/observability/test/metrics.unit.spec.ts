@@ -1,4 +1,4 @@
-import type { LifecycleEvent, Touchpoint } from '@lifecycle/contracts';
+import { CHURN_REASONS, REJECTION_REASONS, type LifecycleEvent, type Touchpoint } from '@lifecycle/contracts';
 import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
 
 const registration = (id: string): Touchpoint => ({ id, type: 'registration', occurredAt: '2025-01-01T00:00:00Z', customerId: id, properties: {} });
@@ -16,6 +16,14 @@ const sample = (text: string, series: string): number | undefined => {
 };
 
 describe('lifecycle metrics', () => {
+  test('churns and rejections are exported at 0 for every reason before the first one, so increase() sees the first wave', async () => {
+    const registry = createRegistry('test');
+    new LifecycleMetrics(registry);
+    const text = await registry.metrics();
+    for (const reason of CHURN_REASONS) expect(sample(text, `lifecycle_churned_customers_total{reason="${reason}",service="test"}`)).toBe(0);
+    for (const reason of REJECTION_REASONS) expect(sample(text, `lifecycle_touchpoints_rejected_total{reason="${reason}",service="test"}`)).toBe(0);
+  });
+
   test('a batch counts each outcome and each appended stage change once', async () => {
     const registry = createRegistry('test');
     const metrics = new LifecycleMetrics(registry);
