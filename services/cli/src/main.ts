@@ -18,6 +18,7 @@ import {
   UsageError,
   brokersOf,
   dataDirOf,
+  databaseUrlOf,
   eventStoreConnectionOf,
   loadConfig,
   parseAsOf,
@@ -252,9 +253,7 @@ program
       if (options.kafkaTouchpoints < 1) throw new UsageError('--kafka-touchpoints must be at least 1');
       if (options.kafkaRate === 0) throw new UsageError('--kafka-rate must be at least 1 (use --kafka-seconds 0 to skip the latency run)');
       if (options.kafkaChunkSize === 0) throw new UsageError('--kafka-chunk-size must be at least 1');
-      const server = options.database ?? process.env['LIFECYCLE_DATABASE_URL'] ?? '';
-      const serverUrl = server === '' ? DEFAULT_BENCH_SERVER : server;
-      if (!/^postgres(ql)?:\/\//.test(serverUrl)) throw new UsageError(`--database / LIFECYCLE_DATABASE_URL must be a postgres:// URL; got ${JSON.stringify(serverUrl)}`);
+      const serverUrl = databaseUrlOf(options.database) ?? DEFAULT_BENCH_SERVER;
       await benchCommand({
         touchpoints: options.touchpoints,
         seed: options.seed,

@@ -56,14 +56,18 @@ export function positiveInteger(name: string) {
   };
 }
 
+/** `--database URL` (or LIFECYCLE_DATABASE_URL), checked to be a postgres:// URL; undefined when neither is set. */
+export function databaseUrlOf(option: string | undefined): string | undefined {
+  const url = option ?? process.env['LIFECYCLE_DATABASE_URL'];
+  if (url === undefined || url === '') return undefined;
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError(`--database / LIFECYCLE_DATABASE_URL must be a postgres:// URL; got ${JSON.stringify(url)}`);
+  return url;
+}
+
 /** Where the streams and read models live: `--database URL` (or LIFECYCLE_DATABASE_URL), else the data directory. */
 export function storeLocation(options: { database?: string; dataDir?: string }): { databaseUrl: string } | { dataDir: string } {
-  const url = options.database ?? process.env['LIFECYCLE_DATABASE_URL'];
-  if (url !== undefined && url !== '') {
-    if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError(`--database / LIFECYCLE_DATABASE_URL must be a postgres:// URL; got ${JSON.stringify(url)}`);
-    return { databaseUrl: url };
-  }
-  return { dataDir: dataDirOf(options.dataDir) };
+  const url = databaseUrlOf(options.database);
+  return url !== undefined ? { databaseUrl: url } : { dataDir: dataDirOf(options.dataDir) };
 }
 
 const brokerList = z
