@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { parseTouchpoint } from '@lifecycle/contracts';
 import { generateTouchpoints, withDeliveryNoise } from '@lifecycle/generator';
 import { createTestDatabase } from '../support/postgres.js';
-import { ensureBroker } from '../support/kafka.js';
-import { lifecycle, projector, readTopic } from '../support/distributed.js';
+import { createTopic, ensureBroker } from '../support/kafka.js';
+import { lifecycle } from '../support/cli.js';
+import { projector, readTopic } from '../support/distributed.js';
 
 // A producer that is not ours: kcat (Debian package, installed by .ci/run) sends one JSON line
 // per message with no key, so nothing is partitioned by customer and invalid lines reach the
@@ -38,7 +39,7 @@ if (!kcatPresent && !inCi) process.stderr.write('foreign-producer: kcat not foun
     const expected = (await lifecycle(['export', 'customers', '--data-dir', join(dir, 'embedded')])).stdout;
 
     const topic = `kcat-${randomBytes(4).toString('hex')}`;
-    execFileSync('bash', [join(import.meta.dirname, '../../infra/kafka/kafka.sh'), 'topic', topic, '3'], { stdio: 'ignore' });
+    createTopic(topic, 3);
     execFileSync('kcat', ['-P', '-b', brokers, '-t', topic, '-l', file], { timeout: 60_000 });
 
     const database = await createTestDatabase();

@@ -7,7 +7,8 @@ import { parseTouchpoint } from '@lifecycle/contracts';
 import { generateTouchpoints, withDeliveryNoise } from '@lifecycle/generator';
 import { createTestDatabase } from '../support/postgres.js';
 import { ensureBroker } from '../support/kafka.js';
-import { lifecycle, projector, readTopic } from '../support/distributed.js';
+import { lifecycle } from '../support/cli.js';
+import { projector, readTopic } from '../support/distributed.js';
 
 describe('distributed mode: real Kafka broker, two projector processes, PostgreSQL', () => {
   let brokers: string;

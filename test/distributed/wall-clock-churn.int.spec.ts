@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { createTestDatabase } from '../support/postgres.js';
 import { ensureBroker } from '../support/kafka.js';
-import { lifecycle, projector } from '../support/distributed.js';
+import { lifecycle } from '../support/cli.js';
+import { projector } from '../support/distributed.js';
 
 // Churn is a deadline passing with nothing happening: with no input at all, only the wall clock
 // can tell. A projector started with --wall-clock-after-idle records it once, also after a restart.

@@ -1,14 +1,11 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { parseLifecycleConfig, parseTouchpoint, type Touchpoint } from '@lifecycle/contracts';
 import { oracleExport } from '../oracle/batch-oracle.js';
+import { cli, lifecycle } from '../support/cli.js';
 
-const run = promisify(execFile);
-const cli = join(import.meta.dirname, '../../services/cli/dist/main.js');
-const lifecycle = (args: string[]) => run(process.execPath, [cli, ...args], { maxBuffer: 256 << 20 });
 const failing = async (args: string[]) => {
   try {
     await lifecycle(args);

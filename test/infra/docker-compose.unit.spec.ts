@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { parse } from 'yaml';
+import { cli } from '../support/cli.js';
 
 // docker-compose.yml, the Dockerfile, the Prometheus configuration for compose and the Grafana
 // provisioning and dashboard, checked without Docker (which cannot run where the tests run): every
@@ -13,7 +14,6 @@ import { parse } from 'yaml';
 // failure, elsewhere the promtool check says it skipped.
 
 const root = join(import.meta.dirname, '../..');
-const cli = join(root, 'services/cli/dist/main.js');
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
 // Compose merges `<<: *anchor` keys (YAML 1.1 merge keys), so the parse must too.
 const readYaml = (path: string): unknown => parse(read(path), { merge: true });

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseTouchpoint } from '@lifecycle/contracts';
 import { createTestDatabase } from '../support/postgres.js';
-import { cli, lifecycle } from '../support/distributed.js';
+import { cli, lifecycle } from '../support/cli.js';
+import { ensureBroker, stopBroker, type OwnBroker } from '../support/kafka.js';
 
 // A real scrape (SPEC §8): a real Prometheus server on loopback scrapes a running projector
 // (`lifecycle project`, real Kafka broker, PostgreSQL) every second and evaluates the repository's
@@ -96,14 +97,6 @@ function freePort(): Promise<number> {
       server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
     });
   });
-}
-
-const kafkaScript = join(root, 'infra/kafka/kafka.sh');
-
-/** Runs infra/kafka/kafka.sh for the broker of this test (ports and state directory of its own). */
-function kafkaSh(command: 'start' | 'stop', broker: { port: number; controllerPort: number; state: string }) {
-  const env = { ...process.env, KAFKA_PORT: String(broker.port), KAFKA_CONTROLLER_PORT: String(broker.controllerPort), LIFECYCLE_KAFKA_STATE: broker.state };
-  return execFileAsync('bash', [kafkaScript, command], { env, timeout: 300_000 });
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -240,7 +233,7 @@ function waveStream() {
   let database: { url: string; drop: () => Promise<void> } | undefined;
   let projector: Proc | undefined;
   let prometheus: Proc | undefined;
-  let broker: { port: number; controllerPort: number; state: string } | undefined;
+  let broker: OwnBroker | undefined;
   let brokers: string;
 
   beforeAll(async () => {
@@ -252,7 +245,7 @@ function waveStream() {
     let controllerPort = await freePort();
     while (controllerPort === port) controllerPort = await freePort();
     broker = { port, controllerPort, state: join(dir, 'kafka') };
-    brokers = (await kafkaSh('start', broker)).stdout.trim();
+    brokers = ensureBroker(broker);
     database = await createTestDatabase();
   }, 330_000);
 
@@ -261,7 +254,13 @@ function waveStream() {
     for (const proc of [prometheus, projector]) {
       if (running(proc)) await stop(proc, 10_000).catch((error: Error) => process.stderr.write(`${error.message}\n`));
     }
-    if (broker !== undefined) await kafkaSh('stop', broker).catch((error: Error) => process.stderr.write(`kafka.sh stop: ${error.message}\n`));
+    if (broker !== undefined) {
+      try {
+        stopBroker(broker);
+      } catch (error) {
+        process.stderr.write(`kafka.sh stop: ${(error as Error).message}\n`);
+      }
+    }
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
     if (database !== undefined) await database.drop();
   }, 60_000);

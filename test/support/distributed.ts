@@ -1,14 +1,7 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
-
-// Drives the built CLI as separate processes, as an operator would.
-const run = promisify(execFile);
-/** The built `lifecycle` command. */
-export const cli = join(import.meta.dirname, '../../services/cli/dist/main.js');
-export const lifecycle = (args: string[]) => run(process.execPath, [cli, ...args], { maxBuffer: 256 << 20 });
+import { cli } from './cli.js';
 
 export function projector(
   instanceId: string,
