@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { SqlDatabase, SqlExecutor } from './database.js';
 
@@ -52,4 +53,30 @@ export async function openPostgres(url: string): Promise<SqlDatabase> {
     },
     close: () => pool.end(),
   };
+}
+
+/** A database made for one run (a test file, a benchmark) and dropped after it. */
+export interface ScratchDatabase {
+  name: string;
+  url: string;
+  /** Drops it, closing whatever connections are still open on it. */
+  drop(): Promise<void>;
+}
+
+/** Creates a database with a fresh name `<prefix>_<random>` on the server `serverUrl` points to. */
+export async function createScratchDatabase(serverUrl: string, prefix: string): Promise<ScratchDatabase> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(prefix)) throw new Error(`a database name prefix is lower-case letters, digits and _; got ${JSON.stringify(prefix)}`);
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const onServer = async (statement: string) => {
+    const admin = await openPostgres(serverUrl);
+    try {
+      await admin.exec(statement);
+    } finally {
+      await admin.close();
+    }
+  };
+  await onServer(`CREATE DATABASE ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return { name, url: url.toString(), drop: () => onServer(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }

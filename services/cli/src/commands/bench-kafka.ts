@@ -5,7 +5,7 @@ import { DEFAULT_CONFIG } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
 import { createKafka, createProducer, ensureLifecycleTopics, ProjectorService, publishLines, topicsFor, type Topics } from '@lifecycle/kafka';
 import { openLifecycleStore, type BatchOutcome } from '@lifecycle/projection';
-import { openPostgres, type SqlDatabase, type SqlExecutor } from '@lifecycle/sql';
+import { createScratchDatabase, openPostgres, type SqlDatabase, type SqlExecutor } from '@lifecycle/sql';
 import { pino } from 'pino';
 import { logger as cliLogger } from '../logger.js';
 
@@ -25,7 +25,7 @@ import { logger as cliLogger } from '../logger.js';
 
 /** PostgreSQL server on which the stage creates its scratch database when none is named. */
 export const DEFAULT_BENCH_SERVER = 'postgres://postgres@127.0.0.1:5432/postgres';
-export const BENCH_PARTITIONS = 4;
+const BENCH_PARTITIONS = 4;
 
 export interface KafkaBenchOptions {
   brokers: string[];
@@ -194,16 +194,6 @@ export async function kafkaStageUnavailable(options: Pick<KafkaBenchOptions, 'br
     return (error as Error).message;
   }
 }
-
-const safeUrl = (url: string) => {
-  try {
-    const parsed = new URL(url);
-    parsed.password = '';
-    return parsed.toString();
-  } catch {
-    return url;
-  }
-};
 
 async function checkServices({ brokers, serverUrl }: Pick<KafkaBenchOptions, 'brokers' | 'serverUrl'>): Promise<void> {
   const problems = await Promise.all(brokers.map((b) => tcpAnswers(b, 3_000)));
@@ -380,33 +370,8 @@ async function observe(kafka: Kafka, topic: string, seen: (id: string, at: numbe
   return { disconnect: () => consumer.disconnect() };
 }
 
-async function createDatabase(serverUrl: string): Promise<{ name: string; url: string; drop: () => Promise<void> }> {
-  const name = `lifecycle_bench_${randomBytes(4).toString('hex')}`;
-  const admin = await openPostgres(serverUrl);
-  try {
-    await admin.exec(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.close();
-  }
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return {
-    name,
-    url: url.toString(),
-    async drop() {
-      const again = await openPostgres(serverUrl);
-      try {
-        await again.exec(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await again.close();
-      }
-    },
-  };
-}
-
 /** Runs the stage; fails (no skipping) when the broker or PostgreSQL cannot be reached. */
 export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaStageResult> {
-  if (options.touchpoints < 1) throw new Error('kafka bench: --kafka-touchpoints must be at least 1');
   await checkServices(options).catch((error: unknown) => {
     // Without the cause: the logger would repeat its message.
     throw new Error(`the kafka bench stage cannot run: ${(error as Error).message}`);
@@ -418,11 +383,11 @@ export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaSt
   const cleanups: (() => Promise<unknown>)[] = [];
   try {
     await ensureLifecycleTopics(kafka, topics, BENCH_PARTITIONS);
-    const database = await createDatabase(options.serverUrl);
+    const database = await createScratchDatabase(options.serverUrl, 'lifecycle_bench');
     cleanups.push(() => database.drop());
     const store = countingStore(await openLifecycleStore({ databaseUrl: database.url }));
     cleanups.push(() => store.db.close());
-    progress(`topic ${topics.input} (${BENCH_PARTITIONS} partitions), database ${database.name} on ${safeUrl(options.serverUrl)}`);
+    progress(`topic ${topics.input} (${BENCH_PARTITIONS} partitions), ${store.db.description}`);
 
     // 1. Throughput: produce N touchpoints, then read them with a no-op consumer, then project them.
     const take = generatedStream(options.touchpoints, options.seed);
