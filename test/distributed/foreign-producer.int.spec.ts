@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,15 +9,14 @@ import { createTestDatabase } from '../support/postgres.js';
 import { createTopic, ensureBroker } from '../support/kafka.js';
 import { lifecycle } from '../support/cli.js';
 import { projector, readTopic } from '../support/distributed.js';
+import { requireBinaries } from '../support/binaries.js';
 
 // A producer that is not ours: kcat (Debian package, installed by .ci/run) sends one JSON line
 // per message with no key, so nothing is partitioned by customer and invalid lines reach the
 // topic. The repartition stage must validate, dead-letter and re-key them.
-const kcatPresent = spawnSync('kcat', ['-V']).status === 0;
-const inCi = process.env['CI'] === 'true';
-if (!kcatPresent && !inCi) process.stderr.write('foreign-producer: kcat not found, test SKIPPED (apt-get install kcat)\n');
+const kcat = requireBinaries('foreign-producer', { kcat: ['-V'] }, 'kcat');
 
-(kcatPresent || inCi ? describe : describe.skip)('touchpoints produced by kcat, unkeyed', () => {
+(kcat.run ? describe : describe.skip)('touchpoints produced by kcat, unkeyed', () => {
   let brokers: string;
   let dir: string;
   beforeAll(async () => {

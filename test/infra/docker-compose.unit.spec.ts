@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { parse } from 'yaml';
 import { cli } from '../support/cli.js';
+import { requireBinaries } from '../support/binaries.js';
 
 // docker-compose.yml, the Dockerfile, the Prometheus configuration for compose and the Grafana
 // provisioning and dashboard, checked without Docker (which cannot run where the tests run): every
@@ -410,12 +411,8 @@ describe('Prometheus in compose', () => {
     }
   });
 
-  const promtoolPresent = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
-  const inCi = process.env['CI'] === 'true';
-  if (!promtoolPresent && !inCi) {
-    process.stderr.write('docker-compose: promtool not found, `promtool check config` of prometheus.compose.yml SKIPPED (apt-get install prometheus)\n');
-  }
-  (promtoolPresent || inCi ? test : test.skip)('promtool checks the config, with its rule files read from the repository', () => {
+  const promtool = requireBinaries('docker-compose (`promtool check config` of prometheus.compose.yml)', { promtool: ['--version'] }, 'prometheus');
+  (promtool.run ? test : test.skip)('promtool checks the config, with its rule files read from the repository', () => {
     const dir = mkdtempSync(join(tmpdir(), 'prometheus-compose-'));
     try {
       // The same file, with each container rules path replaced by the repository directory mounted there.

@@ -1,18 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { requireBinaries } from '../support/binaries.js';
 
 // `promtool check config`, `check rules`, `test rules` and the runbook anchors, through the same
 // script a developer runs by hand. promtool comes from Debian's `prometheus` package, which
 // `.ci/run` installs: in CI its absence is a failure, elsewhere the tests say they skipped.
 const script = join(import.meta.dirname, '../../infra/prometheus/check.sh');
-const promtoolPresent = spawnSync('promtool', ['--version']).status === 0;
-const inCi = process.env['CI'] === 'true';
+const promtool = requireBinaries('prometheus-rules (the rule tests)', { promtool: ['--version'] }, 'prometheus');
 
-if (!promtoolPresent && !inCi) {
-  process.stderr.write('prometheus-rules: promtool not found, rule tests SKIPPED (apt-get install prometheus)\n');
-}
-
-(promtoolPresent || inCi ? describe : describe.skip)('Prometheus configuration and alert rules', () => {
+(promtool.run ? describe : describe.skip)('Prometheus configuration and alert rules', () => {
   test('promtool checks the config and rules and the rule unit tests pass', () => {
     const run = spawnSync('bash', [script], { encoding: 'utf8', timeout: 120_000 });
     const output = `${run.stdout}\n${run.stderr}`;

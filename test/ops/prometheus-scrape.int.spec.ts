@@ -1,4 +1,4 @@
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -9,6 +9,7 @@ import { parseTouchpoint } from '@lifecycle/contracts';
 import { createTestDatabase } from '../support/postgres.js';
 import { cli, lifecycle } from '../support/cli.js';
 import { ensureBroker, stopBroker, type OwnBroker } from '../support/kafka.js';
+import { requireBinaries } from '../support/binaries.js';
 
 // A real scrape (SPEC §8): a real Prometheus server on loopback scrapes a running projector
 // (`lifecycle project`, real Kafka broker, PostgreSQL) every second and evaluates the repository's
@@ -36,11 +37,7 @@ const execFileAsync = promisify(execFile);
 const root = join(import.meta.dirname, '../..');
 const rulesFile = join(root, 'infra/prometheus/rules/lifecycle.rules.yml');
 
-const missing = ['prometheus', 'promtool'].filter((binary) => spawnSync(binary, ['--version'], { stdio: 'ignore' }).status !== 0);
-const inCi = process.env['CI'] === 'true';
-if (missing.length > 0 && !inCi) {
-  process.stderr.write(`prometheus-scrape: ${missing.join(' and ')} not found, real-scrape test SKIPPED (apt-get install prometheus)\n`);
-}
+const { run: prometheusHere, missing } = requireBinaries('prometheus-scrape (the real-scrape test)', { prometheus: ['--version'], promtool: ['--version'] }, 'prometheus');
 
 const HOUR = 3_600;
 const SAMPLE_EVERY = 300; // seconds between backfilled samples
@@ -228,7 +225,7 @@ function waveStream() {
 
 // ---------------------------------------------------------------------------------------------
 
-(missing.length === 0 || inCi ? describe : describe.skip)('a real Prometheus scrapes a running projector during a churn wave', () => {
+(prometheusHere ? describe : describe.skip)('a real Prometheus scrapes a running projector during a churn wave', () => {
   let dir: string | undefined;
   let database: { url: string; drop: () => Promise<void> } | undefined;
   let projector: Proc | undefined;
