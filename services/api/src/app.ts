@@ -1,10 +1,11 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { LifecycleConfig } from '@lifecycle/contracts';
 import { sqlEventStore } from '@lifecycle/eventstore';
 import { customerStream, exportProjection } from '@lifecycle/projection';
 import { loadProjectionState, readCustomerRow } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { toCsv } from './csv.js';
+import { BadRequest, instant, oneOf, queryParser, quote } from './query.js';
 
 export interface ApiOptions {
   db: SqlDatabase;
@@ -16,23 +17,53 @@ export interface ApiOptions {
 const CUSTOMER_COLUMNS = ['customerId', 'stage', 'acquiredAt', 'cohort', 'channel', 'convertedAt', 'churnedAt', 'churnReason', 'payments', 'reactivations', 'referrals', 'revenue'];
 const COHORT_COLUMNS = ['cohort', 'periodIndex', 'period', 'size', 'converted', 'active', 'churned', 'reactivated', 'revenue'];
 
-interface ExportQuery {
-  asOf?: string;
-  format?: 'json' | 'ndjson' | 'csv';
+const exportQuery = queryParser({ asOf: instant, format: oneOf('json', 'ndjson', 'csv') });
+const noQuery = queryParser({});
+
+// The contract's identifier limit (packages/contracts/src/touchpoint.ts), in UTF-16 code units like zod's max.
+const CUSTOMER_ID_MAX = 128;
+// The router compares the decoded parameter, but 12 (4 UTF-8 bytes, percent-encoded) per character
+// lets every valid id through even where it is compared encoded; longer ones get the 400 below.
+const MAX_PARAM_LENGTH = CUSTOMER_ID_MAX * 12;
+
+/** Why `id` cannot be a customer id, checked before any query: PostgreSQL refuses a NUL with a 500. */
+function customerIdProblem(id: string): string | undefined {
+  if (id.length === 0) return 'empty';
+  if (id.length > CUSTOMER_ID_MAX) return `longer than ${CUSTOMER_ID_MAX} characters`;
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(id)) return 'contains a control character';
+  if (/\p{Cs}/u.test(id)) return 'contains an unpaired UTF-16 surrogate';
+  return undefined;
 }
 
-const exportQuerySchema = {
-  type: 'object',
-  properties: {
-    asOf: { type: 'string', format: 'date-time' },
-    format: { type: 'string', enum: ['json', 'ndjson', 'csv'] },
-  },
-  additionalProperties: false,
-} as const;
+const badRequest = (message: string) => ({ error: 'bad_request', message });
+
+/** Errors of the router, answered without echoing the URL. */
+function routerError(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    // Only /customers/:id has a parameter, and a longer one cannot be a valid id.
+    return reply.code(400).send(badRequest(`not a valid customer id: longer than ${CUSTOMER_ID_MAX} characters`));
+  }
+  if (error.code === 'FST_ERR_BAD_URL') return reply.code(400).send(badRequest('the path is not valid percent-encoded UTF-8'));
+  request.log.error(error);
+  return reply.code(500).send({ error: 'internal', message: 'internal error' });
+}
 
 /** The read models over HTTP (SPEC §7): JSON, NDJSON or CSV, as of the latest or a given instant. */
 export function buildApi({ db, config, logger = false }: ApiOptions): FastifyInstance {
-  const app = Fastify({ logger });
+  const app = Fastify({
+    logger,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: routerError,
+  });
+
+  // 4xx keep their message; anything else (a database error) is logged, never shown to the caller.
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof BadRequest) return reply.code(400).send(badRequest(error.message));
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) return reply.code(status).send({ error: status === 400 ? 'bad_request' : 'client_error', message: error.message });
+    request.log.error(error);
+    return reply.code(500).send({ error: 'internal', message: 'internal error' });
+  });
 
   app.get('/health', async () => {
     const { watermark } = await loadProjectionState(db);
@@ -40,17 +71,21 @@ export function buildApi({ db, config, logger = false }: ApiOptions): FastifyIns
   });
 
   app.get<{ Params: { id: string } }>('/customers/:id', async (request, reply) => {
-    const customer = await readCustomerRow(db, request.params.id);
-    if (customer === null) return reply.code(404).send({ error: 'not_found', message: `no customer ${request.params.id}` });
-    const stream = (await sqlEventStore(db).readStreams([customerStream(request.params.id)])).get(customerStream(request.params.id)) ?? [];
+    noQuery(request.query);
+    const { id } = request.params;
+    const problem = customerIdProblem(id);
+    if (problem !== undefined) return reply.code(400).send(badRequest(`not a valid customer id: ${quote(id)} (${problem})`));
+    const customer = await readCustomerRow(db, id);
+    if (customer === null) return reply.code(404).send({ error: 'not_found', message: `no customer ${quote(id, CUSTOMER_ID_MAX)}` });
+    const stream = (await sqlEventStore(db).readStreams([customerStream(id)])).get(customerStream(id)) ?? [];
     return { customer, stream: stream.map(({ revision, type, data }) => ({ revision, type, data })) };
   });
 
   const exportRoute = (path: string, pick: 'customers' | 'cohorts', columns: readonly string[]) =>
-    app.get<{ Querystring: ExportQuery }>(path, { schema: { querystring: exportQuerySchema } }, async (request, reply) => {
-      const asOf = request.query.asOf === undefined ? undefined : Date.parse(request.query.asOf);
-      const rows = (await exportProjection(db, config, asOf))[pick];
-      switch (request.query.format ?? 'json') {
+    app.get(path, async (request, reply) => {
+      const query = exportQuery(request.query);
+      const rows = (await exportProjection(db, config, query.asOf))[pick];
+      switch (query.format ?? 'json') {
         case 'csv':
           return reply.type('text/csv; charset=utf-8').send(toCsv(rows, columns));
         case 'ndjson':

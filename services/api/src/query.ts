@@ -1,0 +1,60 @@
+import { EARLIEST_INSTANT, LATEST_INSTANT } from '@lifecycle/contracts';
+
+/** A mistake in the request: answered 400 `{error: 'bad_request', message}`. */
+export class BadRequest extends Error {
+  override readonly name = 'BadRequest';
+}
+
+/** Caller input inside a message: escaped (JSON.stringify leaves DEL and C1 controls raw), and cut short. */
+export const quote = (text: string, max = 64): string =>
+  JSON.stringify(text.slice(0, max)).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) +
+  (text.length > max ? '…' : '');
+
+/** Reads one parameter's text, or throws BadRequest with a message naming it. */
+type ParamParser<T> = (text: string, name: string) => T;
+type ParsedQuery<P> = { [K in keyof P]?: P[K] extends ParamParser<infer T> ? T : never };
+
+/**
+ * The one check of every query string: each parameter known, given once, with a valid value.
+ * fastify's schema validation would drop an unknown (misspelled) parameter silently instead.
+ */
+export function queryParser<P extends Record<string, ParamParser<unknown>>>(params: P): (query: unknown) => ParsedQuery<P> {
+  const known = Object.keys(params);
+  return (query) => {
+    const parsed: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries((query ?? {}) as Record<string, unknown>)) {
+      const parse = Object.hasOwn(params, name) ? params[name] : undefined;
+      if (parse === undefined) throw new BadRequest(`unknown query parameter ${quote(name)}; known: ${known.join(', ') || 'none'}`);
+      if (typeof value !== 'string') throw new BadRequest(`query parameter ${name} is given more than once`);
+      parsed[name] = parse(value, name);
+    }
+    return parsed as ParsedQuery<P>;
+  };
+}
+
+export const oneOf =
+  <const T extends string>(...values: T[]): ParamParser<T> =>
+  (text, name) => {
+    if ((values as string[]).includes(text)) return text as T;
+    throw new BadRequest(`${name} must be one of ${values.join(', ')}; got ${quote(text)}`);
+  };
+
+// RFC 3339 with Z or an offset, like `occurredAt`; Date.parse alone also takes 24:00, 02-30 and more.
+const INSTANT = /^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
+const earliest = Date.parse(EARLIEST_INSTANT);
+const latest = Date.parse(LATEST_INSTANT);
+
+/**
+ * Milliseconds of an instant in the contract's range: a far one is a mistake, and an instant in
+ * year 9999 would make the API compute millennia of empty cohort periods.
+ */
+export const instant: ParamParser<number> = (text, name) => {
+  const ms = INSTANT.test(text) ? Date.parse(text) : Number.NaN;
+  const day = text.slice(0, 10);
+  const dayMs = Date.parse(`${day}T00:00:00Z`);
+  const validDay = Number.isFinite(dayMs) && new Date(dayMs).toISOString().slice(0, 10) === day;
+  if (validDay && ms >= earliest && ms < latest) return ms;
+  throw new BadRequest(
+    `${name} must be an ISO-8601 instant with Z or an offset, from ${EARLIEST_INSTANT} to before ${LATEST_INSTANT}, e.g. 2024-06-30T23:59:59Z; got ${quote(text)}`,
+  );
+};

@@ -1,0 +1,174 @@
+import type { FastifyInstance } from 'fastify';
+import { parseLifecycleConfig } from '@lifecycle/contracts';
+import { eventStoreMigrations } from '@lifecycle/eventstore';
+import { ingestLines } from '@lifecycle/projection';
+import { readModelMigrations } from '@lifecycle/readmodel';
+import { migrate, openPglite, type SqlDatabase } from '@lifecycle/sql';
+import { buildApi, toCsv } from '@lifecycle/api';
+
+const config = parseLifecycleConfig({});
+const money = (amountMinor: number) => ({ amountMinor, currency: 'USD' });
+// 128 UTF-16 code units, the contract's limit; percent-encoded 1128 characters, over fastify's default 100.
+const LONG_ID = '€'.repeat(120) + '😀'.repeat(4);
+const touchpoints = [
+  { id: 'r1', type: 'registration', occurredAt: '2024-01-02T00:00:00Z', customerId: 'a', properties: { channel: 'social' } },
+  { id: 'p1', type: 'purchase', occurredAt: '2024-01-03T00:00:00Z', customerId: 'a', properties: { orderId: 'o1', amount: money(1000) } },
+  { id: 'r2', type: 'registration', occurredAt: '2024-01-05T00:00:00Z', customerId: '=1+2', properties: { channel: '@SUM(A1)' } },
+  { id: 'r3', type: 'registration', occurredAt: '2024-01-06T00:00:00Z', customerId: LONG_ID, properties: {} },
+];
+
+interface Answer {
+  status: number;
+  type: string | null;
+  text: string;
+  json: () => Record<string, any>;
+}
+
+/** Serves `db` over real HTTP: fastify's inject() needs an ESM-only dependency (cookie) jest cannot load on Node 20. */
+async function serve(db: SqlDatabase) {
+  const app = buildApi({ db, config, logger: false });
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  const get = async (path: string): Promise<Answer> => {
+    const response = await fetch(base + path);
+    const text = await response.text();
+    return { status: response.status, type: response.headers.get('content-type'), text, json: () => JSON.parse(text) };
+  };
+  return { app, get };
+}
+
+describe('the read-model API', () => {
+  let db: SqlDatabase;
+  let app: FastifyInstance;
+  let get: (path: string) => Promise<Answer>;
+  let queries = 0;
+
+  beforeAll(async () => {
+    db = await openPglite();
+    await migrate(db, [...eventStoreMigrations, ...readModelMigrations]);
+    const summary = await ingestLines(db, touchpoints.map((t) => JSON.stringify(t)), { config });
+    expect(summary).toMatchObject({ accepted: touchpoints.length, rejected: {} });
+    // Counts the API's statements, to show which answers need none.
+    const counted: SqlDatabase = { ...db, query: (sql, params) => (queries++, db.query(sql, params)) };
+    ({ app, get } = await serve(counted));
+  });
+  afterAll(async () => {
+    await app.close();
+    await db.close();
+  });
+
+  describe('query parameters', () => {
+    test.each([
+      ['/customers?asof=2024-01-01T00:00:00Z', 'unknown query parameter "asof"; known: asOf, format'],
+      ['/cohorts?fromat=csv', 'unknown query parameter "fromat"; known: asOf, format'],
+      ['/customers/a?asOf=2024-01-01T00:00:00Z', 'unknown query parameter "asOf"; known: none'],
+      ['/cohorts?toString=1', 'unknown query parameter "toString"; known: asOf, format'],
+      ['/cohorts?__proto__=1', 'unknown query parameter "__proto__"; known: asOf, format'],
+    ])('an unknown one is a 400 naming it and the known ones: %s', async (path, message) => {
+      const answer = await get(path);
+      expect(answer.status).toBe(400);
+      expect(answer.json()).toEqual({ error: 'bad_request', message });
+    });
+
+    test.each([
+      ['/cohorts?format=xml', 'format'],
+      ['/customers?format=', 'format'],
+      ['/customers?format=csv&format=json', 'format'],
+      ['/customers?asOf=yesterday', 'asOf'],
+      ['/customers?asOf=2024-01-01', 'asOf'],
+      ['/customers?asOf=2024-02-30T00:00:00Z', 'asOf'],
+      ['/customers?asOf=2016-12-31T23:59:60Z', 'asOf'], // Date.parse gives NaN: it answered 200 []
+      ['/customers?asOf=9999-12-31T00:00:00Z', 'asOf'], // answered after seconds of empty cohort periods
+      ['/customers?asOf=1969-12-31T23:59:59Z', 'asOf'],
+    ])('a bad value is a 400 naming the parameter: %s', async (path, name) => {
+      const answer = await get(path);
+      expect(answer.status).toBe(400);
+      expect(answer.json()).toEqual({ error: 'bad_request', message: expect.stringContaining(name) });
+    });
+
+    test('good values are used', async () => {
+      const before = await get('/customers?asOf=2024-01-04T01:00:00%2B01:00&format=ndjson');
+      expect(before.status).toBe(200);
+      expect(before.type).toContain('application/x-ndjson');
+      expect(before.text.trimEnd().split('\n').map((l) => JSON.parse(l).customerId)).toEqual(['a']);
+      const cohorts = await get('/cohorts?format=json');
+      expect(cohorts.status).toBe(200);
+      expect(cohorts.json()).toEqual(expect.arrayContaining([expect.objectContaining({ cohort: '2024-01', size: 3 })]));
+    });
+  });
+
+  describe('GET /customers/:id', () => {
+    test('every id the contract allows can be fetched: 128 characters, multi-byte', async () => {
+      expect(LONG_ID).toHaveLength(128);
+      expect(encodeURIComponent(LONG_ID).length).toBeGreaterThan(1000);
+      const answer = await get(`/customers/${encodeURIComponent(LONG_ID)}`);
+      expect(answer.status).toBe(200);
+      expect(answer.json().customer.customerId).toBe(LONG_ID);
+      expect(answer.json().stream.length).toBeGreaterThan(0);
+    });
+
+    test.each([
+      ['%00', '"\\u0000" (contains a control character)'],
+      ['a%1Fb', '"a\\u001fb" (contains a control character)'],
+      ['%7F', '"\\u007f" (contains a control character)'],
+      ['%C2%9F', '"\\u009f" (contains a control character)'],
+      ['', '"" (empty)'],
+      ['x'.repeat(129), `"${'x'.repeat(64)}"… (longer than 128 characters)`],
+    ])('an invalid id is a 400 before any database query: /customers/%s', async (id, detail) => {
+      const before = queries;
+      const answer = await get(`/customers/${id}`);
+      expect(answer.status).toBe(400);
+      expect(answer.json()).toEqual({ error: 'bad_request', message: `not a valid customer id: ${detail}` });
+      expect(queries).toBe(before);
+    });
+
+    test('a path over any valid id, or not UTF-8 (an unpaired surrogate), is a 400 that does not echo it', async () => {
+      const long = await get(`/customers/${'x'.repeat(2000)}`);
+      expect(long.status).toBe(400);
+      expect(long.json()).toEqual({ error: 'bad_request', message: 'not a valid customer id: longer than 128 characters' });
+      const surrogate = await get('/customers/a%ED%A0%80');
+      expect(surrogate.status).toBe(400);
+      expect(surrogate.json().error).toBe('bad_request');
+      expect(surrogate.text).not.toContain('%ED');
+    });
+
+    test('an unknown valid id is a 404', async () => {
+      const answer = await get('/customers/nobody');
+      expect(answer.status).toBe(404);
+      expect(answer.json()).toEqual({ error: 'not_found', message: 'no customer "nobody"' });
+    });
+  });
+
+  describe('CSV', () => {
+    test('cells that would run as spreadsheet formulas start with a quote', async () => {
+      const answer = await get('/customers?format=csv');
+      expect(answer.status).toBe(200);
+      expect(answer.type).toContain('text/csv');
+      const row = answer.text.split('\r\n').find((line) => line.includes('SUM'));
+      expect(row).toMatch(/^'=1\+2,acquired,2024-01-05T00:00:00.000Z,2024-01,'@SUM\(A1\),/);
+    });
+
+    test('every dangerous first character, quoted where CSV needs it; numbers unchanged', () => {
+      const rows = [{ v: '=A1' }, { v: '+1' }, { v: '-1' }, { v: '@x' }, { v: '\tx' }, { v: '\rx' }, { v: '=a,"b"' }, { v: -1 }, { v: 2.5 }, { v: 'a=b' }];
+      expect(toCsv(rows, ['v']).split('\r\n')).toEqual(['v', "'=A1", "'+1", "'-1", "'@x", "'\tx", `"'\rx"`, `"'=a,""b"""`, '-1', '2.5', 'a=b', '']);
+    });
+  });
+
+  test('a database error is a 500 without its message', async () => {
+    const failing: SqlDatabase = {
+      ...db,
+      query: async () => {
+        throw Object.assign(new Error('relation "customers" does not exist'), { code: '42P01' });
+      },
+    };
+    const broken = await serve(failing);
+    try {
+      for (const path of ['/customers', '/customers/a', '/health']) {
+        const answer = await broken.get(path);
+        expect(answer.status).toBe(500);
+        expect(answer.json()).toEqual({ error: 'internal', message: 'internal error' });
+      }
+    } finally {
+      await broken.app.close();
+    }
+  });
+});
