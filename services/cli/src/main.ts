@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigMismatchError } from '@lifecycle/projection';
 import { exportCommand, type ExportKind } from './commands/export.js';
 import { generateCommand } from './commands/generate.js';
@@ -58,7 +58,10 @@ interface StoreOptions {
 const program = new Command('lifecycle')
   .description('Event-sourced customer lifecycle projections')
   .showHelpAfterError()
-  .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+  .configureOutput({ writeErr: (text) => process.stderr.write(text) })
+  // Commander would exit 1 on its own usage errors; throw instead so the catch below exits 2. Set
+  // before the .command(...) calls: subcommands copy it when they are created.
+  .exitOverride();
 
 program
   .command('ingest')
@@ -273,7 +276,11 @@ program
 try {
   await program.parseAsync();
 } catch (error) {
-  if (error instanceof UsageError || error instanceof ConfigMismatchError) {
+  if (error instanceof CommanderError) {
+    // Commander has already written its message (and the help): --help and `help` are exit code 0,
+    // everything else it throws is a usage error.
+    process.exitCode = error.exitCode === 0 ? 0 : 2;
+  } else if (error instanceof UsageError || error instanceof ConfigMismatchError) {
     process.stderr.write(`lifecycle: ${error.message}\n`);
     process.exitCode = 2;
   } else {

@@ -1,0 +1,48 @@
+import { lifecycle } from '../support/cli.js';
+
+// Exit codes of the README: 0 success, 2 usage or configuration error, 1 anything else. Commander's
+// own errors would exit 1 unless main.ts maps them, so each kind is checked on the built CLI.
+const run = async (args: string[]) => {
+  try {
+    const { stdout, stderr } = await lifecycle(args);
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const { code, stdout, stderr } = error as { code: unknown; stdout: string; stderr: string };
+    if (typeof code !== 'number') throw error; // not an exit code: the process did not run
+    return { code, stdout, stderr };
+  }
+};
+
+describe('usage errors of the lifecycle command exit with code 2', () => {
+  test.each([
+    ['a missing argument', ['ingest'], "error: missing required argument 'file'", 'Usage: lifecycle ingest'],
+    ['an unknown option', ['ingest', 'f', '--dat-dir', 'x'], "error: unknown option '--dat-dir'", 'Usage: lifecycle ingest'],
+    ['an unknown command', ['ingets'], "error: unknown command 'ingets'", 'Usage: lifecycle'],
+    ['an invalid argument', ['export', 'foo'], 'must be customers or cohorts', 'Usage: lifecycle export'],
+    ['an invalid option value', ['generate', '--customers', 'abc'], "option '--customers <n>' argument 'abc' is invalid", 'Usage: lifecycle generate'],
+    ['a missing required option', ['generate'], "error: required option '--customers <n>' not specified", 'Usage: lifecycle generate'],
+    ['no command at all', [], 'Commands:', 'Usage: lifecycle'],
+  ])('%s: lifecycle %j', async (_, args, message, usage) => {
+    const { code, stdout, stderr } = await run(args);
+    expect(code).toBe(2);
+    expect(stderr).toContain(message);
+    expect(stderr).toContain(usage); // the help after the error
+    expect(stdout).toBe('');
+  });
+
+  test('a value the command itself rejects (UsageError, not commander) is 2 too, without the help', async () => {
+    const { code, stderr } = await run(['generate', '--customers', '1', '--start', 'yesterday']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('lifecycle: --as-of must be an ISO-8601 instant');
+    expect(stderr).not.toContain('Usage:');
+  });
+});
+
+describe('help exits with code 0 on stdout', () => {
+  test.each([[['--help']], [['-h']], [['help']], [['help', 'ingest']], [['ingest', '--help']]])('lifecycle %j', async (args) => {
+    const { code, stdout, stderr } = await run(args);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^Usage: lifecycle/);
+    expect(stderr).toBe('');
+  });
+});
