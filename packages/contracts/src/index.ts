@@ -3,3 +3,4 @@ export * from './rejection.js';
 export * from './config.js';
 export * from './read-models.js';
 export * from './lifecycle-events.js';
+export * from './ndjson.js';

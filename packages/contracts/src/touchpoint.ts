@@ -25,7 +25,17 @@ const instant = z
     return ms >= earliestMs && ms < latestMs;
   }, `must be between ${EARLIEST_INSTANT} and ${LATEST_INSTANT}`);
 
-const identifier = z.string().min(1).max(128);
+// What a store, a CSV cell or a terminal cannot take, decided per kind of string (SPEC §2):
+// identifiers and channels (keys, labels, file names of exports) hold no control character
+// (C0, DEL, C1) and no unpaired UTF-16 surrogate; free text may hold tab, line feed and
+// carriage return, nothing else of C0. Written as explicit ranges, not \p{Cc}, so that JSON
+// Schema validators without Unicode property escapes read the same pattern; with the `u` flag
+// (ajv's default) the surrogate range matches only unpaired surrogates.
+const NO_CONTROL = /^[^\u0000-\u001F\u007F-\u009F\uD800-\uDFFF]*$/u;
+const TEXT = /^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF]*$/u;
+
+const identifier = z.string().min(1).max(128).regex(NO_CONTROL, 'must not contain control characters or unpaired surrogates');
+const text = (max: number) => z.string().max(max).regex(TEXT, 'must not contain control characters other than tab and line breaks, nor unpaired surrogates');
 
 export const MoneySchema = z.object({
   amountMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
@@ -38,7 +48,7 @@ const envelope = {
   occurredAt: instant,
   customerId: identifier,
   anonymousId: identifier.optional(),
-  source: z.string().max(256).optional(),
+  source: text(256).optional(),
 };
 
 const properties = <S extends z.ZodRawShape>(shape: S) => z.looseObject(shape);
@@ -49,8 +59,8 @@ export const AdImpressionSchema = z
     type: z.literal('ad_impression'),
     customerId: identifier.optional(),
     properties: properties({
-      channel: z.string().min(1).max(128),
-      campaign: z.string().max(256).optional(),
+      channel: identifier,
+      campaign: text(256).optional(),
       cost: MoneySchema.optional(),
     }),
   })
@@ -63,8 +73,8 @@ export const RegistrationSchema = z.looseObject({
   ...envelope,
   type: z.literal('registration'),
   properties: properties({
-    channel: z.string().min(1).max(128).optional(),
-    campaign: z.string().max(256).optional(),
+    channel: identifier.optional(),
+    campaign: text(256).optional(),
     referredBy: identifier.optional(),
   }).default({}),
 });
@@ -81,7 +91,7 @@ export const RenewalSchema = z.looseObject({
   properties: properties({
     subscriptionId: identifier,
     amount: MoneySchema,
-    plan: z.string().max(128).optional(),
+    plan: text(128).optional(),
   }),
 });
 
@@ -91,7 +101,7 @@ export const PaymentFailureSchema = z.looseObject({
   properties: properties({
     subscriptionId: identifier.optional(),
     amount: MoneySchema.optional(),
-    reason: z.string().max(256).optional(),
+    reason: text(256).optional(),
   }).default({}),
 });
 
@@ -100,7 +110,7 @@ export const ReferralSchema = z.looseObject({
   type: z.literal('referral'),
   properties: properties({
     referredCustomerId: identifier.optional(),
-    code: z.string().max(128).optional(),
+    code: text(128).optional(),
   }).default({}),
 });
 

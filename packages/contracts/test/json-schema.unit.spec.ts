@@ -24,6 +24,13 @@ describe('published JSON Schema', () => {
       { id: 'i', type: 'ad_impression', occurredAt: '2024-01-01T00:00:00Z', anonymousId: 'v', properties: { channel: 'x' } },
       { ...base, type: 'renewal', properties: { subscriptionId: 's' } },
       { ...base, type: 'unknown' },
+      { ...base, type: 'registration', customerId: 'c\u0000' },
+      { ...base, type: 'registration', customerId: 'c\ud800' },
+      { ...base, type: 'registration', customerId: 'c\u001b' },
+      { ...base, type: 'registration', customerId: 'c-\u{1F600}-é' },
+      { ...base, type: 'registration', properties: { channel: 'e\u0085' } },
+      { ...base, type: 'registration', properties: { campaign: 'spring\tsale\n' } },
+      { ...base, type: 'registration', properties: { campaign: 'spring\u0007' } },
     ];
     for (const sample of samples) expect([sample, validate(sample)]).toEqual([sample, validateTouchpoint(sample).ok]);
   });

@@ -1,8 +1,8 @@
-import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { LifecycleConfig, Rejection, Touchpoint } from '@lifecycle/contracts';
 import { ConcurrencyError } from '@lifecycle/eventstore';
-import { advanceWatermark, projectBatch, StreamCache, type BatchOutcome } from '@lifecycle/projection';
+import { advanceWatermark, isolatePoison, projectBatch, storeRejection, StreamCache, type BatchOutcome } from '@lifecycle/projection';
 import { loadConsumerOffsets, saveConsumerOffsets } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { createProducer, type Topics } from './client.js';
@@ -28,8 +28,8 @@ export interface ProjectorServiceOptions {
    */
   wallClockAfterIdleMs?: number;
   onBatch?: (outcome: BatchOutcome, seconds: number) => void;
-  /** An input message was dead-lettered (after its transaction committed). */
-  onRejected?: (rejection: Rejection) => void;
+  /** An input message was dead-lettered (after its transaction committed, or the store refused it alone). */
+  onRejected?: (rejection: Rejection, type?: string) => void;
   /** A transaction on the store failed for good (after the conflict retries). */
   onStoreError?: (error: unknown) => void;
 }
@@ -152,29 +152,53 @@ export class ProjectorService {
     const stored = (await loadConsumerOffsets(db, this.groupId, batch.topic)).get(batch.partition) ?? 0;
     const messages = batch.messages.filter((m) => Number(m.offset) >= stored);
     if (messages.length > 0) this.lastInputAt = Date.now();
-    for (let i = 0; i < messages.length; i += chunkSize) {
-      if (!isRunning() || isStale()) return;
-      const chunk = messages.slice(i, i + chunkSize);
+    // Each part commits its touchpoints with the offset past its last message; a touchpoint the
+    // store refuses alone is dead-lettered and its offset committed, so the partition moves on.
+    const commit = async (part: readonly KafkaMessage[], touchpoints: readonly Touchpoint[]) => {
+      const last = part[part.length - 1]!.offset;
+      const started = performance.now();
+      const outcome = await this.withConflictRetries(() =>
+        db.transaction(async (tx) => {
+          const result = await projectBatch(tx, touchpoints, config, this.streams);
+          await saveConsumerOffsets(tx, this.groupId, batch.topic, new Map([[batch.partition, Number(last) + 1]]));
+          return result;
+        }),
+      );
+      resolveOffset(last);
+      await heartbeat();
+      this.options.onBatch?.(outcome, (performance.now() - started) / 1000);
+      logger.debug({ topic: batch.topic, partition: batch.partition, offset: last, accepted: outcome.accepted.length }, 'chunk projected');
+    };
+    const attempt = (part: readonly KafkaMessage[]) => {
       const touchpoints: Touchpoint[] = [];
-      for (const message of chunk) {
+      for (const message of part) {
         const parsed = parseMessage(message.value);
         // The repartition stage only publishes valid touchpoints; anything else was not written by it.
         if (parsed.ok) touchpoints.push(parsed.touchpoint);
         else logger.warn({ topic: batch.topic, partition: batch.partition, offset: message.offset, reason: parsed.rejection.reason }, 'skipped an invalid message');
       }
-      const next = Number(chunk[chunk.length - 1]!.offset) + 1;
-      const started = performance.now();
-      const outcome = await this.withConflictRetries(() =>
-        db.transaction(async (tx) => {
-          const result = await projectBatch(tx, touchpoints, config, this.streams);
-          await saveConsumerOffsets(tx, this.groupId, batch.topic, new Map([[batch.partition, next]]));
-          return result;
-        }),
+      return commit(part, touchpoints);
+    };
+    const quarantine = async (message: KafkaMessage, error: unknown) => {
+      const rejection = storeRejection(error);
+      const parsed = parseMessage(message.value);
+      const touchpoint = parsed.ok ? parsed.touchpoint : undefined;
+      // Sent before the offset moves past it: a crash in between sends it twice, never not at all.
+      await this.producer.send({
+        topic: this.options.topics.deadLetter,
+        acks: -1,
+        messages: [deadLetterMessage(message.value, rejection, { topic: batch.topic, partition: String(batch.partition), offset: message.offset })],
+      });
+      logger.error(
+        { err: error, topic: batch.topic, partition: batch.partition, offset: message.offset, touchpointId: touchpoint?.id, customerId: touchpoint?.customerId },
+        'the store refused a touchpoint alone, twice: dead-lettered as store_rejected',
       );
-      resolveOffset(chunk[chunk.length - 1]!.offset);
-      await heartbeat();
-      this.options.onBatch?.(outcome, (performance.now() - started) / 1000);
-      logger.debug({ topic: batch.topic, partition: batch.partition, offset: next - 1, accepted: outcome.accepted.length }, 'chunk projected');
+      await commit([message], []);
+      this.options.onRejected?.(rejection, touchpoint?.type);
+    };
+    for (let i = 0; i < messages.length; i += chunkSize) {
+      if (!isRunning() || isStale()) return;
+      await isolatePoison(messages.slice(i, i + chunkSize), attempt, quarantine);
     }
   }
 

@@ -1,5 +1,5 @@
 import type { Message, Producer } from 'kafkajs';
-import { parseTouchpoint, type FieldIssue, type RejectionReason } from '@lifecycle/contracts';
+import { isBlankLine, parseTouchpoint, type FieldIssue, type RejectionReason } from '@lifecycle/contracts';
 import type { Topics } from './client.js';
 import { deadLetterMessage, touchpointMessage } from './touchpoint-messages.js';
 
@@ -22,7 +22,7 @@ export interface PublishSummary {
 export async function publishLines(
   producer: Producer,
   topics: Topics,
-  lines: AsyncIterable<string> | Iterable<string>,
+  lines: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
   options: { source: string; chunkSize?: number; onResult?: (result: LineResult) => void },
 ): Promise<PublishSummary> {
   const chunkSize = options.chunkSize ?? 5_000;
@@ -41,9 +41,11 @@ export async function publishLines(
     invalid = [];
     results = [];
   };
-  for await (const text of lines) {
+  for await (const line of lines) {
     summary.lines += 1;
-    if (text.trim() === '') continue;
+    if (isBlankLine(line)) continue;
+    // Bytes go out as they came (a dead letter keeps even bytes that are not UTF-8).
+    const text = typeof line === 'string' ? line : Buffer.from(line.buffer, line.byteOffset, line.byteLength);
     const parsed = parseTouchpoint(text);
     if (parsed.ok) {
       valid.push(touchpointMessage(parsed.touchpoint, text));

@@ -4,7 +4,7 @@ import { parseTouchpoint, type Rejection, type Touchpoint } from '@lifecycle/con
 /** The partition key of a touchpoint: everything of one customer (or visitor) on one partition. */
 export const customerKey = (t: Touchpoint): string => (t.customerId !== undefined ? `customer:${t.customerId}` : `visitor:${t.anonymousId}`);
 
-export const touchpointMessage = (t: Touchpoint, text: string): Message => ({ key: customerKey(t), value: text });
+export const touchpointMessage = (t: Touchpoint, text: string | Buffer): Message => ({ key: customerKey(t), value: text });
 
 /** A dead letter: the message as received, the reason in headers (machine-readable). */
 export function deadLetterMessage(value: Buffer | string | null, rejection: Rejection, origin: Record<string, string>): Message {
@@ -19,5 +19,5 @@ export function deadLetterMessage(value: Buffer | string | null, rejection: Reje
 /** Decodes a message value, which any producer may have written. */
 export function parseMessage(value: Buffer | null): ReturnType<typeof parseTouchpoint> {
   if (value === null) return { ok: false, rejection: { reason: 'malformed_json', issues: [{ path: '', message: 'the message has no value' }] } };
-  return parseTouchpoint(value.toString('utf8'));
+  return parseTouchpoint(value);
 }

@@ -3,3 +3,5 @@ export { exportProjection, openLifecycleStore, recordedTouchpoints, type StoreLo
 export { customerStream, deterministicUuid, readCustomerStream } from './streams.js';
 export { ingestLines, type DeadLetter, type IngestOptions, type IngestSummary } from './ingest.js';
 export { StreamCache } from './stream-cache.js';
+export { isolatePoison, mayBeCausedByInput, storeRejection } from './poison.js';
+export { enableTestFaults, type TestFaults } from './test-faults.js';

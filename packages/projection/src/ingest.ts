@@ -1,5 +1,6 @@
-import { parseTouchpoint, type FieldIssue, type LifecycleConfig, type RejectionReason, type Touchpoint } from '@lifecycle/contracts';
+import { isBlankLine, parseTouchpoint, type FieldIssue, type LifecycleConfig, type RejectionReason, type Touchpoint } from '@lifecycle/contracts';
 import type { SqlDatabase } from '@lifecycle/sql';
+import { isolatePoison, storeRejection } from './poison.js';
 import { projectBatch, type BatchOutcome } from './projector.js';
 import { StreamCache } from './stream-cache.js';
 
@@ -11,6 +12,8 @@ export interface DeadLetter {
   issues: FieldIssue[];
   /** The line as received (cut at 4 KiB: an oversized payload is not worth keeping whole). */
   raw: string;
+  /** For `store_rejected`: the touchpoint's id. */
+  id?: string;
 }
 
 export interface IngestSummary {
@@ -27,41 +30,63 @@ export interface IngestOptions {
   /** Called with each batch's rejected lines, after the batch is committed. */
   onDeadLetters?: (letters: DeadLetter[]) => Promise<void>;
   onBatch?: (outcome: BatchOutcome) => void;
+  /** Called with the summary so far after each line (progress on a terminal). */
+  onProgress?: (summary: Readonly<IngestSummary>) => void;
 }
 
 const RAW_LIMIT = 4096;
 
+const rawText = (raw: string | Uint8Array) =>
+  (typeof raw === 'string' ? raw : Buffer.from(raw.buffer, raw.byteOffset, Math.min(raw.byteLength, RAW_LIMIT)).toString('utf8')).slice(0, RAW_LIMIT);
+
+interface Item {
+  touchpoint: Touchpoint;
+  line: number;
+  raw: string | Uint8Array;
+}
+
 /**
  * Validates, deduplicates and projects NDJSON lines batch by batch. Invalid lines never stop
- * it: they become dead letters with their line number and reason. Blank lines are skipped.
+ * it: they become dead letters with their line number and reason, as does a valid touchpoint
+ * that the store refuses (found by splitting its batch: the rest of the batch is stored). Blank
+ * lines are skipped.
  */
-export async function ingestLines(db: SqlDatabase, lines: AsyncIterable<string> | Iterable<string>, options: IngestOptions): Promise<IngestSummary> {
+export async function ingestLines(
+  db: SqlDatabase,
+  lines: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
+  options: IngestOptions,
+): Promise<IngestSummary> {
   // Large batches: each statement and the bookkeeping of a batch are paid once per batch.
   const batchSize = options.batchSize ?? 100_000;
   const summary: IngestSummary = { lines: 0, accepted: 0, duplicates: 0, rejected: {} };
   const streams = new StreamCache();
-  let batch: { touchpoint: Touchpoint; line: number; raw: string }[] = [];
+  let batch: Item[] = [];
   let letters: DeadLetter[] = [];
   const reject = (letter: DeadLetter) => {
     letters.push(letter);
     summary.rejected[letter.reason] = (summary.rejected[letter.reason] ?? 0) + 1;
   };
 
-  const flush = async () => {
-    if (batch.length > 0) {
-      const current = batch;
-      const outcome = await db.transaction((tx) => projectBatch(tx, current.map((b) => b.touchpoint), options.config, streams));
-      summary.accepted += outcome.accepted.length;
-      summary.duplicates += outcome.duplicates.length;
-      const conflicting = new Set(outcome.conflicts);
-      for (const item of current) {
-        if (conflicting.has(item.touchpoint)) {
-          reject({ line: item.line, reason: 'id_conflict', issues: [{ path: 'id', message: `touchpoint ${item.touchpoint.id} was already recorded with other content` }], raw: item.raw.slice(0, RAW_LIMIT) });
-        }
+  const project = async (items: readonly Item[]) => {
+    const outcome = await db.transaction((tx) => projectBatch(tx, items.map((b) => b.touchpoint), options.config, streams));
+    summary.accepted += outcome.accepted.length;
+    summary.duplicates += outcome.duplicates.length;
+    const conflicting = new Set(outcome.conflicts);
+    for (const item of items) {
+      if (conflicting.has(item.touchpoint)) {
+        reject({ line: item.line, reason: 'id_conflict', issues: [{ path: 'id', message: `touchpoint ${item.touchpoint.id} was already recorded with other content` }], raw: rawText(item.raw) });
       }
-      options.onBatch?.(outcome);
-      batch = [];
     }
+    options.onBatch?.(outcome);
+  };
+  const quarantine = async (item: Item, error: unknown) => {
+    reject({ line: item.line, id: item.touchpoint.id, ...storeRejection(error), raw: rawText(item.raw) });
+  };
+
+  const flush = async () => {
+    const current = batch;
+    batch = [];
+    await isolatePoison(current, project, quarantine);
     if (letters.length > 0) {
       await options.onDeadLetters?.(letters);
       letters = [];
@@ -70,10 +95,11 @@ export async function ingestLines(db: SqlDatabase, lines: AsyncIterable<string> 
 
   for await (const raw of lines) {
     summary.lines += 1;
-    if (raw.trim() === '') continue;
+    options.onProgress?.(summary);
+    if (isBlankLine(raw)) continue;
     const parsed = parseTouchpoint(raw);
     if (parsed.ok) batch.push({ touchpoint: parsed.touchpoint, line: summary.lines, raw });
-    else reject({ line: summary.lines, ...parsed.rejection, raw: raw.slice(0, RAW_LIMIT) });
+    else reject({ line: summary.lines, ...parsed.rejection, raw: rawText(raw) });
     if (batch.length >= batchSize) await flush();
   }
   await flush();

@@ -21,6 +21,7 @@ import {
 } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
 import { StreamCache } from './stream-cache.js';
+import { injectStoreFault } from './test-faults.js';
 import { customerStream, lifecycleEvents, readCustomerStream, streamOf, touchpointEvent, visitorStream } from './streams.js';
 
 export interface BatchOutcome {
@@ -95,6 +96,7 @@ export async function projectBatch(sql: SqlExecutor, batch: readonly Touchpoint[
   const { fresh, duplicates, conflicts } = await sortOutKnown(sql, batch);
   const outcome: BatchOutcome = { accepted: fresh, duplicates, conflicts, stageChanges: [], corrections: 0 };
   if (fresh.length === 0) return outcome;
+  await injectStoreFault(sql, fresh);
   let watermark = state.watermark ?? Number.NEGATIVE_INFINITY;
   for (const t of fresh) watermark = Math.max(watermark, Date.parse(t.occurredAt));
 
@@ -248,7 +250,11 @@ const REPLAY_CHUNK = 5_000;
  * Rebuilds every read model from the event streams alone (SPEC §6.3), with `config`; lifecycle
  * events that the settings change are corrected in the streams.
  */
-export async function replay(db: SqlDatabase, config: LifecycleConfig): Promise<{ customers: number; touchpoints: number; stageChanges: number }> {
+export async function replay(
+  db: SqlDatabase,
+  config: LifecycleConfig,
+  onProgress?: (customersDone: number, customers: number) => void,
+): Promise<{ customers: number; touchpoints: number; stageChanges: number }> {
   return db.transaction(async (sql) => {
     await serialize(sql);
     await sql.exec(`TRUNCATE ${READ_MODEL_TABLES.join(', ')}`);
@@ -281,6 +287,7 @@ export async function replay(db: SqlDatabase, config: LifecycleConfig): Promise<
       const ownerLinks = await linksOfCustomers(sql, chunk);
       const streams = await store.readStreams([...chunk.map(customerStream), ...ownerLinks.map((l) => visitorStream(l.anonymousId))]);
       stageChanges += (await reprojectCustomers(sql, store, chunk, streams, ownerLinks, watermark, config, new Map())).stageChanges.length;
+      onProgress?.(i + chunk.length, all.length);
     }
     if (ids.length > 0) await saveProjectionState(sql, { watermark, config });
     return { customers: customers.size, touchpoints: ids.length, stageChanges };

@@ -1,3 +1,5 @@
+import type { DirectoryLock } from './directory-lock.js';
+
 /** The little of SQL the stores need, satisfied by PGlite (embedded) and PostgreSQL (pg). */
 export interface SqlExecutor {
   query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
@@ -11,6 +13,8 @@ export interface SqlDatabase extends SqlExecutor {
   close(): Promise<void>;
   /** Where the data lives, for logs and errors (never a password). */
   readonly description: string;
+  /** The one-writer lock of an embedded store's directory. */
+  readonly lock?: DirectoryLock;
 }
 
 /** A schema change, applied once, in `id` order, recorded in `schema_migrations`. */

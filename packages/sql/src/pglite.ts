@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import type { SqlDatabase, SqlExecutor } from './database.js';
+import { lockDirectory } from './directory-lock.js';
 
 const executor = (client: PGlite | Transaction): SqlExecutor => ({
   async query<Row>(sql: string, params: readonly unknown[] = []) {
@@ -11,15 +12,37 @@ const executor = (client: PGlite | Transaction): SqlExecutor => ({
   },
 });
 
-/** The embedded store: PostgreSQL compiled to WebAssembly, durable under `dataDir`. */
+/**
+ * The embedded store: PostgreSQL compiled to WebAssembly, durable under `dataDir`, which one
+ * process at a time may open (its lock is taken first; DirectoryInUseError otherwise).
+ */
 export async function openPglite(dataDir?: string): Promise<SqlDatabase> {
-  if (dataDir !== undefined) await mkdir(dataDir, { recursive: true });
-  const db = dataDir === undefined ? new PGlite() : new PGlite(dataDir);
-  await db.waitReady;
+  if (dataDir === undefined) {
+    const db = new PGlite();
+    await db.waitReady;
+    return { ...executor(db), description: 'PGlite in memory', transaction: (work) => db.transaction((tx) => work(executor(tx))), close: () => db.close() };
+  }
+  await mkdir(dataDir, { recursive: true });
+  const lock = await lockDirectory(dataDir, `lifecycle ${process.argv.slice(2).join(' ')}`.trim());
+  let db: PGlite;
+  try {
+    db = new PGlite(dataDir);
+    await db.waitReady;
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
   return {
     ...executor(db),
-    description: dataDir === undefined ? 'PGlite in memory' : `PGlite at ${dataDir}`,
+    description: `PGlite at ${dataDir}`,
+    lock,
     transaction: (work) => db.transaction((tx) => work(executor(tx))),
-    close: () => db.close(),
+    async close() {
+      try {
+        await db.close();
+      } finally {
+        await lock.release();
+      }
+    },
   };
 }

@@ -1,13 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
+import { ndjsonLines } from '@lifecycle/contracts';
 import { UsageError } from './settings.js';
 
 /**
- * Lines of a file, or of stdin for `-`. Reading starts with the iteration: readline emits lines
- * as soon as it is created, and lines emitted before anyone iterates are lost.
+ * Lines of a file, or of stdin for `-`, as bytes: a line that is not UTF-8 is rejected as such
+ * by the contract, not silently repaired by a decoder.
  */
-export async function readLines(source: string): Promise<AsyncIterable<string>> {
+export async function readLines(source: string): Promise<AsyncIterable<Buffer>> {
   if (source !== '-') {
     try {
       await access(source, constants.R_OK);
@@ -15,9 +15,7 @@ export async function readLines(source: string): Promise<AsyncIterable<string>> 
       throw new UsageError(`cannot read ${source}: ${(error as Error).message}`);
     }
   }
-  return (async function* () {
-    yield* createInterface({ input: source === '-' ? process.stdin : createReadStream(source), crlfDelay: Infinity });
-  })();
+  return ndjsonLines(source === '-' ? process.stdin : createReadStream(source));
 }
 
 /** Writes lines to stdout, waiting when the pipe is full; stops quietly if the reader went away. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigMismatchError } from '@lifecycle/projection';
+import { ConfigMismatchError, enableTestFaults } from '@lifecycle/projection';
+import { DirectoryInUseError } from '@lifecycle/sql';
 import { exportCommand, type ExportKind } from './commands/export.js';
 import { generateCommand } from './commands/generate.js';
 import { ingestCommand } from './commands/ingest.js';
@@ -25,7 +26,7 @@ import {
   positiveInteger,
   storeLocation,
 } from './settings.js';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 const asArgument = (parse: (value: string) => number) => (value: string) => {
   try {
@@ -69,11 +70,12 @@ program
   .argument('<file>', 'NDJSON file of touchpoints, or - for stdin')
   .addOption(dataDirOption())
   .addOption(databaseOption())
-  .option('--dead-letters <file>', 'where rejected lines go (default: DIR/dead-letter.ndjson)')
+  .option('--dead-letters <file>', 'where rejected lines go (default: DIR/dead-letter.ndjson, or ./dead-letter.ndjson with --database)')
   .addOption(configOption())
   .action(async (file: string, options: StoreOptions & { deadLetters?: string }) => {
-    const deadLetters = options.deadLetters ?? join(dataDirOf(options.dataDir), DEAD_LETTER_FILE);
-    await ingestCommand(file, storeLocation(options), deadLetters, await loadConfig(options.config));
+    const location = storeLocation(options);
+    const deadLetters = options.deadLetters ?? ('dataDir' in location ? join(location.dataDir, DEAD_LETTER_FILE) : resolve(DEAD_LETTER_FILE));
+    await ingestCommand(file, location, deadLetters, await loadConfig(options.config));
   });
 
 program
@@ -273,6 +275,10 @@ program
     },
   );
 
+// Test-only fault injection (README, "Tests"): the store refuses these touchpoint ids.
+const storeRejects = process.env['LIFECYCLE_TEST_STORE_REJECTS'];
+if (storeRejects) enableTestFaults({ storeRejects: new Set(storeRejects.split(',')) });
+
 try {
   await program.parseAsync();
 } catch (error) {
@@ -280,7 +286,7 @@ try {
     // Commander has already written its message (and the help): --help and `help` are exit code 0,
     // everything else it throws is a usage error.
     process.exitCode = error.exitCode === 0 ? 0 : 2;
-  } else if (error instanceof UsageError || error instanceof ConfigMismatchError) {
+  } else if (error instanceof UsageError || error instanceof ConfigMismatchError || error instanceof DirectoryInUseError) {
     process.stderr.write(`lifecycle: ${error.message}\n`);
     process.exitCode = 2;
   } else {

@@ -7,6 +7,7 @@ import { DEFAULT_CONFIG, parseTouchpoint, type Touchpoint } from '@lifecycle/con
 import { groupByCustomer, projectAsOf } from '@lifecycle/domain';
 import { generateTouchpoints } from '@lifecycle/generator';
 import { ingestInto } from './ingest.js';
+import { openLifecycleStore } from '@lifecycle/projection';
 import { formatKafkaStage, kafkaStageUnavailable, runKafkaStage, type KafkaBenchOptions, type KafkaStageResult } from './bench-kafka.js';
 
 /** Stages on generated data in this process alone. */
@@ -58,9 +59,15 @@ async function runStage(stage: Stage, touchpoints: number, seed: number): Promis
       case 'fold':
         projectAsOf(grouped!.inputs, grouped!.latest, DEFAULT_CONFIG);
         break;
-      case 'ingest':
-        await ingestInto({ dataDir }, join(dataDir, 'dead-letter.ndjson'), 'bench', lines, DEFAULT_CONFIG);
+      case 'ingest': {
+        const db = await openLifecycleStore({ dataDir });
+        try {
+          await ingestInto(db, join(dataDir, 'dead-letter.ndjson'), 'bench', lines, DEFAULT_CONFIG);
+        } finally {
+          await db.close();
+        }
         break;
+      }
     }
   } finally {
     if (dataDir) await rm(dataDir, { recursive: true, force: true });

@@ -2,44 +2,54 @@ import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { LifecycleConfig } from '@lifecycle/contracts';
 import { ingestLines, openLifecycleStore, type IngestSummary, type StoreLocation } from '@lifecycle/projection';
-import { readLines } from '../lines.js';
 import type { LifecycleMetrics } from '@lifecycle/observability';
+import type { SqlDatabase } from '@lifecycle/sql';
+import { readLines } from '../lines.js';
 import { logger } from '../logger.js';
+import { progress } from '../progress.js';
 
 /**
- * Ingests NDJSON lines into a store; rejected lines are appended to `deadLetters` with their
- * source, line number and reason.
+ * Ingests NDJSON lines into an open store; rejected lines are appended to `deadLetters` with
+ * their source, line number and reason. Progress goes to a terminal, if stderr is one.
  */
 export async function ingestInto(
-  location: StoreLocation,
+  db: SqlDatabase,
   deadLetters: string,
   source: string,
-  lines: AsyncIterable<string> | Iterable<string>,
+  lines: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
   config: LifecycleConfig,
   metrics?: LifecycleMetrics,
 ): Promise<IngestSummary & { deadLetters: string }> {
   await mkdir(dirname(deadLetters), { recursive: true });
-  const db = await openLifecycleStore(location);
+  const bar = progress(`ingest ${source}`, 'lines');
   try {
     const summary = await ingestLines(db, lines, {
       config,
       onDeadLetters: (letters) => {
-        for (const letter of letters) metrics?.recordRejection(letter.reason);
+        // id conflicts are counted with their batch (recordBatch), like the projector's.
+        for (const letter of letters) if (letter.reason !== 'id_conflict') metrics?.recordRejection(letter.reason);
         return appendFile(deadLetters, letters.map((l) => JSON.stringify({ source, ...l }) + '\n').join(''));
       },
       onBatch: (outcome) => {
         metrics?.recordBatch(outcome);
         logger.debug({ accepted: outcome.accepted.length, stageChanges: outcome.stageChanges.length }, 'batch projected');
       },
+      onProgress: (sofar) => bar.update(sofar.lines, `${sofar.accepted.toLocaleString('en-US')} accepted`),
     });
     return { ...summary, deadLetters };
   } finally {
-    await db.close();
+    bar.done();
   }
 }
 
 export async function ingestCommand(source: string, location: StoreLocation, deadLetters: string, config: LifecycleConfig): Promise<void> {
-  const summary = await ingestInto(location, deadLetters, source, await readLines(source), config);
-  logger.info({ source, ...summary }, 'ingest finished');
-  process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  const lines = await readLines(source);
+  const db = await openLifecycleStore(location);
+  try {
+    const summary = await ingestInto(db, deadLetters, source, lines, config);
+    logger.info({ source, ...summary }, 'ingest finished');
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  } finally {
+    await db.close();
+  }
 }

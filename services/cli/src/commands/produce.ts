@@ -1,6 +1,7 @@
 import { createKafka, createProducer, ensureLifecycleTopics, publishLines, topicsFor } from '@lifecycle/kafka';
 import { readLines } from '../lines.js';
 import { logger } from '../logger.js';
+import { progress } from '../progress.js';
 
 export interface KafkaOptions {
   brokers: string[];
@@ -16,7 +17,9 @@ export async function produceCommand(source: string, options: KafkaOptions): Pro
   const producer = createProducer(kafka);
   await producer.connect();
   try {
-    const summary = await publishLines(producer, topics, await readLines(source), { source });
+    const bar = progress(`produce ${source}`, 'lines');
+    let lines = 0;
+    const summary = await publishLines(producer, topics, await readLines(source), { source, onResult: () => bar.update(++lines) }).finally(() => bar.done());
     logger.info({ source, topic: topics.input, ...summary }, 'produce finished');
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   } finally {

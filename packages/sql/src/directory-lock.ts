@@ -1,0 +1,136 @@
+import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+
+/** The lock file of an embedded store, beside its data. */
+export const LOCK_FILE = 'lifecycle.lock';
+
+/** Who holds a data directory: written into its lock file, shown to whoever finds it taken. */
+export interface LockHolder {
+  pid: number;
+  host: string;
+  /** What the holder runs (`lifecycle start`, `ingest file.ndjson`, …). */
+  command: string;
+  since: string;
+  /** Where the holder accepts touchpoints for this directory, when it does (`npm start`). */
+  ingestUrl?: string;
+}
+
+/** The directory is held by another live process. */
+export class DirectoryInUseError extends Error {
+  override readonly name = 'DirectoryInUseError';
+  constructor(
+    readonly directory: string,
+    readonly holder: LockHolder,
+  ) {
+    const where = holder.host === hostname() ? `pid ${holder.pid}` : `pid ${holder.pid} on host ${holder.host}`;
+    const send = holder.ingestUrl
+      ? `; to ingest into it while it runs, send the touchpoints to it: curl --data-binary @FILE ${holder.ingestUrl}`
+      : '';
+    super(
+      `${directory} is in use by ${where} (${holder.command}, since ${holder.since})${send}; ` +
+        `stop it or use another --data-dir (if that process is gone, delete ${join(directory, LOCK_FILE)})`,
+    );
+  }
+}
+
+export interface DirectoryLock {
+  /** Rewrites what the lock file says about its holder (e.g. once a server listens). */
+  describe(extra: Pick<LockHolder, 'ingestUrl'>): Promise<void>;
+  release(): Promise<void>;
+}
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, it is someone else's.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+const readHolder = async (path: string): Promise<LockHolder | undefined> => {
+  try {
+    const holder = JSON.parse(await readFile(path, 'utf8')) as LockHolder;
+    return typeof holder.pid === 'number' && typeof holder.host === 'string' ? holder : undefined;
+  } catch {
+    return undefined; // gone, or being written
+  }
+};
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Takes the one-writer lock of an embedded store directory: two processes on one PGlite
+ * directory corrupt it. The file names the holder's pid and host; a lock whose process is gone
+ * (SIGKILL, power loss) is taken over. Not proper-lockfile: its staleness is an mtime refreshed
+ * by a timer, which a long synchronous PGlite statement would starve, and it cannot say which
+ * process holds the directory.
+ */
+export async function lockDirectory(directory: string, command: string): Promise<DirectoryLock> {
+  const path = join(directory, LOCK_FILE);
+  let holder: LockHolder = { pid: process.pid, host: hostname(), command, since: new Date().toISOString() };
+  const write = (flag: 'wx' | 'w') => writeFile(path, `${JSON.stringify(holder)}\n`, { flag });
+  for (let attempt = 1; ; attempt += 1) {
+    if (attempt > 200) throw new Error(`could not take ${path} within 5 s; if no lifecycle process uses ${directory}, delete it`);
+    try {
+      await write('wx');
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const current = await readHolder(path);
+    if (current === undefined) {
+      // Just created by another opener and not written yet, or not a lock file of ours.
+      await pause(25);
+      continue;
+    }
+    if (current.host !== holder.host || isAlive(current.pid)) throw new DirectoryInUseError(directory, current);
+    await takeOver(path, current);
+  }
+  const release = () => {
+    try {
+      unlinkSync(path);
+    } catch {
+      // already gone
+    }
+  };
+  // An exit that is not a signal (an uncaught error) still frees the directory; after a signal
+  // or SIGKILL the next opener finds the pid gone and takes the lock over.
+  process.once('exit', release);
+  return {
+    async describe(extra) {
+      holder = { ...holder, ...extra };
+      await write('w');
+    },
+    async release() {
+      process.removeListener('exit', release);
+      if ((await readHolder(path))?.pid === process.pid) await unlink(path);
+    },
+  };
+}
+
+/**
+ * Removes a dead holder's lock. Two openers may find it dead at once: only the one that creates
+ * the takeover file removes it, so neither can remove the lock the other just took.
+ */
+async function takeOver(path: string, dead: LockHolder): Promise<void> {
+  const marker = `${path}.takeover`;
+  try {
+    await writeFile(marker, String(process.pid), { flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const owner = Number(await readFile(marker, 'utf8').catch(() => 'NaN'));
+    if (Number.isInteger(owner) && !isAlive(owner)) await unlink(marker).catch(() => undefined);
+    await pause(25);
+    return;
+  }
+  try {
+    const current = await readHolder(path);
+    if (current?.pid === dead.pid && current.since === dead.since) await unlink(path);
+  } finally {
+    await unlink(marker);
+  }
+}
