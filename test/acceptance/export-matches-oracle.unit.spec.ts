@@ -94,5 +94,6 @@ describe('arrival order, redelivery and splitting never change the export (SPEC 
       ),
       { numRuns: 12 },
     );
-  });
+    // 12 runs of up to hundreds of small transactions: ~45 s alone, more beside other test files.
+  }, 180_000);
 });

@@ -1,17 +1,7 @@
-import { lifecycle } from '../support/cli.js';
+import { lifecycleExit as run } from '../support/cli.js';
 
 // Exit codes of the README: 0 success, 2 usage or configuration error, 1 anything else. Commander's
 // own errors would exit 1 unless main.ts maps them, so each kind is checked on the built CLI.
-const run = async (args: string[]) => {
-  try {
-    const { stdout, stderr } = await lifecycle(args);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const { code, stdout, stderr } = error as { code: unknown; stdout: string; stderr: string };
-    if (typeof code !== 'number') throw error; // not an exit code: the process did not run
-    return { code, stdout, stderr };
-  }
-};
 
 describe('usage errors of the lifecycle command exit with code 2', () => {
   test.each([
