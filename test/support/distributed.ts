@@ -8,11 +8,12 @@ export function projector(
   topic: string,
   database: string,
   options: readonly string[] = ['--until-idle', '--chunk-size', '40'],
+  env: NodeJS.ProcessEnv = {},
 ): { child: ChildProcess; exit: Promise<number | null> } {
   const child = spawn(
     process.execPath,
     [cli, 'project', '--instance-id', instanceId, '--topic', topic, '--database', database, '--metrics-port', '0', ...options],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } },
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn', ...env } },
   );
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -26,6 +27,8 @@ export function projector(
 export interface ReceivedMessage {
   key: string | null;
   value: string;
+  /** The value as received: `value` decodes it, which repairs bytes that are not UTF-8. */
+  bytes: Buffer;
   headers: Record<string, string>;
 }
 
@@ -41,6 +44,7 @@ export async function readMessages(brokers: string, topic: string, expected: num
       void received.push({
         key: message.key?.toString() ?? null,
         value: message.value!.toString(),
+        bytes: message.value!,
         headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
       }),
   });
