@@ -13,8 +13,8 @@ export interface LockHolder {
   /** What the holder runs (`lifecycle start`, `ingest file.ndjson`, …). */
   command: string;
   since: string;
-  /** Where the holder accepts touchpoints for this directory, when it does (`npm start`). */
-  ingestUrl?: string;
+  /** The address at which the holder serves this directory's read models and ingest (`npm start`). */
+  servingAt?: string;
 }
 
 /** The directory is held by another live process. */
@@ -25,8 +25,10 @@ export class DirectoryInUseError extends Error {
     readonly holder: LockHolder,
   ) {
     const where = holder.host === hostname() ? `pid ${holder.pid}` : `pid ${holder.pid} on host ${holder.host}`;
-    const send = holder.ingestUrl
-      ? `; to ingest into it while it runs, send the touchpoints to it: curl --data-binary @FILE ${holder.ingestUrl}`
+    const send = holder.servingAt
+      ? `; it serves this directory at ${holder.servingAt}: read the exports there (GET ${holder.servingAt}/customers, ` +
+        `${holder.servingAt}/cohorts) and, to ingest into it while it runs, send the touchpoints to it: ` +
+        `curl --data-binary @FILE ${holder.servingAt}/v1/touchpoints`
       : '';
     super(
       `${directory} is in use by ${where} (${holder.command}, since ${holder.since})${send}; ` +
@@ -37,7 +39,7 @@ export class DirectoryInUseError extends Error {
 
 export interface DirectoryLock {
   /** Rewrites what the lock file says about its holder (e.g. once a server listens). */
-  describe(extra: Pick<LockHolder, 'ingestUrl'>): Promise<void>;
+  describe(extra: Pick<LockHolder, 'servingAt'>): Promise<void>;
   release(): Promise<void>;
 }
 

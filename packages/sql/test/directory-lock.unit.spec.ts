@@ -19,10 +19,11 @@ describe('one process per data directory', () => {
 
   test('a second opener is refused with the holder named, until the first releases', async () => {
     const lock = await lockDirectory(dir, 'lifecycle start');
-    await lock.describe({ ingestUrl: 'http://127.0.0.1:3000/v1/touchpoints' });
+    await lock.describe({ servingAt: 'http://127.0.0.1:3000' });
     const refused = await lockDirectory(dir, 'lifecycle ingest f').catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(DirectoryInUseError);
     expect((refused as Error).message).toContain(`is in use by pid ${process.pid} (lifecycle start`);
+    expect((refused as Error).message).toContain('GET http://127.0.0.1:3000/customers');
     expect((refused as Error).message).toContain('curl --data-binary @FILE http://127.0.0.1:3000/v1/touchpoints');
     await lock.release();
     expect(existsSync(join(dir, LOCK_FILE))).toBe(false);

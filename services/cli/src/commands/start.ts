@@ -25,8 +25,8 @@ export interface StartOptions {
   host: string;
 }
 
-/** The route through which touchpoints reach a directory that `start` holds. */
-export const EMBEDDED_INGEST_ROUTE = '/v1/touchpoints';
+/** Where touchpoints reach the directory `start` holds (the lock file's message names it too). */
+const EMBEDDED_INGEST_ROUTE = '/v1/touchpoints';
 
 /**
  * The whole job in one process (`npm start`): listen first (a taken port fails before any work),
@@ -91,7 +91,7 @@ async function serve(app: FastifyInstance, db: SqlDatabase, options: StartOption
   });
 
   const address = await app.listen({ port: options.port, host: options.host });
-  await db.lock?.describe({ ingestUrl: `${address}${EMBEDDED_INGEST_ROUTE}` });
+  await db.lock?.describe({ servingAt: address });
   const started = performance.now();
   const summary = await ingest(source, lines);
   const seconds = (performance.now() - started) / 1000;
