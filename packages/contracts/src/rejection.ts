@@ -49,22 +49,31 @@ export const MAX_NESTING = 32;
 // (not encodable as UTF-8); `__proto__` would be dropped by any JavaScript object copy.
 const UNSTORABLE = /[\u0000\uD800-\uDFFF]/u;
 
+interface Unstorable {
+  /** The path from the offending value up to the root (built only when something is found). */
+  reversedPath: string[];
+  message: string;
+}
+
 /**
  * The first place, anywhere in the value (unknown extra fields and keys included), that no store
  * can hold. Recursive: the byte limit and MAX_NESTING bound the work and the depth.
  */
-function unstorable(value: unknown, path: string[] = []): FieldIssue | undefined {
+function unstorable(value: unknown, depth: number): Unstorable | undefined {
   if (typeof value === 'string') {
-    return UNSTORABLE.test(value) ? { path: path.join('.'), message: 'must not contain U+0000 (NUL) or an unpaired UTF-16 surrogate: no store can hold them' } : undefined;
+    return UNSTORABLE.test(value) ? { reversedPath: [], message: 'must not contain U+0000 (NUL) or an unpaired UTF-16 surrogate: no store can hold them' } : undefined;
   }
   if (typeof value !== 'object' || value === null) return undefined;
-  if (path.length >= MAX_NESTING) return { path: path.join('.'), message: `must not nest objects and arrays deeper than ${MAX_NESTING} levels` };
-  for (const [key, child] of Object.entries(value)) {
+  if (depth >= MAX_NESTING) return { reversedPath: [], message: `must not nest objects and arrays deeper than ${MAX_NESTING} levels` };
+  for (const key in value) {
     if (key === '__proto__' || UNSTORABLE.test(key)) {
-      return { path: [...path, key].join('.'), message: 'is not a usable field name (__proto__, U+0000 or an unpaired surrogate)' };
+      return { reversedPath: [key], message: 'is not a usable field name (__proto__, U+0000 or an unpaired surrogate)' };
     }
-    const issue = unstorable(child, [...path, key]);
-    if (issue) return issue;
+    const found = unstorable((value as Record<string, unknown>)[key], depth + 1);
+    if (found) {
+      found.reversedPath.push(key);
+      return found;
+    }
   }
   return undefined;
 }
@@ -78,8 +87,8 @@ export function validateTouchpoint(value: unknown): ParseResult {
   if (typeof type !== 'string' || !knownTypes.has(type)) {
     return reject('unknown_type', 'type', `must be one of ${TOUCHPOINT_TYPES.join(', ')}; got ${JSON.stringify(type) ?? 'nothing'}`);
   }
-  const issue = unstorable(value);
-  if (issue) return { ok: false, rejection: { reason: 'invalid_field', issues: [issue] } };
+  const found = unstorable(value, 0);
+  if (found) return reject('invalid_field', found.reversedPath.reverse().join('.'), found.message);
   const parsed = TouchpointSchema.safeParse(value);
   if (parsed.success) return { ok: true, touchpoint: parsed.data };
   return {
