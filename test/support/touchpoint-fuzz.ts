@@ -304,12 +304,8 @@ const largeLine: LineArb = fc.oneof(
   touchpoint.map((t) => (uid: string) => ({ kind: 'deep-extra', bytes: utf8(write(setPath(t(uid), ['x_deep'], new Raw('['.repeat(25_000) + ']'.repeat(25_000))))), intent: 'invalid_field' as Verdict })),
 );
 
-/**
- * `count` lines from `seed`, each with a unique id where it has one (`fz<n>` and a suffix). The
- * first line is a plain valid touchpoint: the HTTP ingest reads a body whose first byte is `[`
- * as a JSON array, which a file's first line must not decide.
- */
-export function fuzzLines(seed: number, count: number, options: { largeBytes?: number } = {}): FuzzLine[] {
+/** `count` lines from `seed`, each with a unique id where it has one (`fz<n>` and a suffix). */
+export function fuzzLines(seed: number, count: number): FuzzLine[] {
   const small = [
     { weight: 30, arbitrary: validLine },
     { weight: 40, arbitrary: mutatedLine },
@@ -319,13 +315,6 @@ export function fuzzLines(seed: number, count: number, options: { largeBytes?: n
   ];
   const first = fc.sample(touchpointOf('registration'), { seed, numRuns: 1 })[0]!;
   const rest = fc.sample(fc.oneof(...small, { weight: 4, arbitrary: largeLine }), { seed: seed + 1, numRuns: count - 4 });
-  // Large lines beyond the budget give way to small ones (see the caller for why there is one).
-  const smallLines = fc.sample(fc.oneof(...small), { seed: seed + 3, numRuns: count });
-  let budget = (options.largeBytes ?? Infinity) - 3 * MAX_TOUCHPOINT_BYTES;
-  for (const [i, f] of rest.entries()) {
-    const size = f('fz0.').bytes.length;
-    if (size > 4096 && (budget -= size) < 0) rest[i] = smallLines[i]!;
-  }
   // Whatever the seed: one line at the limit, one a byte under, one a byte over.
   const edges = fc.sample(fc.tuple(padded(fc.constant(0), fc.constant(false)), padded(fc.constant(-1), fc.constant(false)), padded(fc.constant(1))), { seed: seed + 2, numRuns: 1 })[0]!;
   rest.splice(Math.floor(count / 4), 0, edges[0]);

@@ -78,6 +78,15 @@ function unstorable(value: unknown, depth: number): Unstorable | undefined {
   return undefined;
 }
 
+/** A value in a message, bounded: never the whole of a huge or deeply nested value. */
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+  if (Array.isArray(value)) return 'an array';
+  if (value === null || typeof value !== 'object') return String(value);
+  return 'an object';
+}
+
 /** Validates an already-decoded JSON value against the touchpoint contract (SPEC §2). */
 export function validateTouchpoint(value: unknown): ParseResult {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -85,7 +94,7 @@ export function validateTouchpoint(value: unknown): ParseResult {
   }
   const type = (value as { type?: unknown }).type;
   if (typeof type !== 'string' || !knownTypes.has(type)) {
-    return reject('unknown_type', 'type', `must be one of ${TOUCHPOINT_TYPES.join(', ')}; got ${JSON.stringify(type) ?? 'nothing'}`);
+    return reject('unknown_type', 'type', `must be one of ${TOUCHPOINT_TYPES.join(', ')}; got ${describe(type)}`);
   }
   const found = unstorable(value, 0);
   if (found) return reject('invalid_field', found.reversedPath.reverse().join('.'), found.message);

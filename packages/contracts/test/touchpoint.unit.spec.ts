@@ -33,6 +33,7 @@ describe('touchpoint contract (SPEC §2)', () => {
     ['malformed JSON', '{"id": "x",', 'malformed_json', ''],
     ['not an object', '[1, 2]', 'not_an_object', ''],
     ['unknown type', JSON.stringify({ ...purchase, type: 'refund' }), 'unknown_type', 'type'],
+    ['a type nested deeper than JSON.stringify can go', `{"type":${'['.repeat(20_000)}${']'.repeat(20_000)}}`, 'unknown_type', 'type'],
     ['occurredAt without offset', JSON.stringify({ ...purchase, occurredAt: '2024-05-01T10:00:00' }), 'invalid_field', 'occurredAt'],
     ['absurd occurredAt', JSON.stringify({ ...purchase, occurredAt: '2999-01-01T00:00:00Z' }), 'invalid_field', 'occurredAt'],
     ['negative amount', JSON.stringify({ ...purchase, properties: { orderId: 'o', amount: { amountMinor: -1, currency: 'EUR' } } }), 'invalid_field', 'properties.amount.amountMinor'],

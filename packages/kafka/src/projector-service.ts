@@ -6,7 +6,7 @@ import { advanceWatermark, isolatePoison, projectBatch, storeRejection, StreamCa
 import { loadConsumerOffsets, saveConsumerOffsets } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { createProducer, type Topics } from './client.js';
-import { deadLetterMessage, parseMessage, touchpointMessage } from './touchpoint-messages.js';
+import { byteBounded, deadLetterMessage, parseMessage, touchpointMessage } from './touchpoint-messages.js';
 
 export interface ProjectorServiceOptions {
   kafka: Kafka;
@@ -128,8 +128,8 @@ export class ProjectorService {
     }
     const transaction = await this.producer.transaction();
     try {
-      if (valid.length > 0) await transaction.send({ topic: topics.byCustomer, messages: valid });
-      if (invalid.length > 0) await transaction.send({ topic: topics.deadLetter, messages: invalid });
+      for (const part of byteBounded(valid)) await transaction.send({ topic: topics.byCustomer, messages: part });
+      for (const part of byteBounded(invalid)) await transaction.send({ topic: topics.deadLetter, messages: part });
       await transaction.sendOffsets({
         consumerGroupId: this.repartitionGroupId,
         topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1) }] }],

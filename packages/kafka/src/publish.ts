@@ -1,7 +1,7 @@
 import type { Message, Producer } from 'kafkajs';
 import { isBlankLine, parseTouchpoint, type FieldIssue, type RejectionReason } from '@lifecycle/contracts';
 import type { Topics } from './client.js';
-import { deadLetterMessage, touchpointMessage } from './touchpoint-messages.js';
+import { byteBounded, deadLetterMessage, touchpointMessage } from './touchpoint-messages.js';
 
 /** What happened to one input line. */
 export type LineResult =
@@ -31,11 +31,9 @@ export async function publishLines(
   let invalid: Message[] = [];
   let results: LineResult[] = [];
   const flush = async () => {
-    const topicMessages = [
-      { topic: topics.input, messages: valid },
-      { topic: topics.deadLetter, messages: invalid },
-    ].filter((t) => t.messages.length > 0);
-    if (topicMessages.length > 0) await producer.sendBatch({ topicMessages, acks: -1 });
+    for (const [topic, messages] of [[topics.input, valid], [topics.deadLetter, invalid]] as const) {
+      for (const part of byteBounded(messages)) await producer.sendBatch({ topicMessages: [{ topic, messages: part }], acks: -1 });
+    }
     for (const result of results) options.onResult?.(result);
     valid = [];
     invalid = [];

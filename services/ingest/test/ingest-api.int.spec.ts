@@ -42,7 +42,7 @@ describe('POST /v1/touchpoints against the real broker', () => {
     const first = await post('application/x-ndjson', ndjson);
     expect(first.statusCode).toBe(202);
     expect(first.body).toMatchObject({
-      lines: 4,
+      lines: 3, // the LF ends the last line; nothing follows it
       accepted: 2,
       rejected: { malformed_json: 1 },
       results: [
