@@ -8,7 +8,7 @@ import { generateTouchpoints, withDeliveryNoise } from '@lifecycle/generator';
 import { createTestDatabase } from '../support/postgres.js';
 import { createTopic, ensureBroker } from '../support/kafka.js';
 import { lifecycle } from '../support/cli.js';
-import { projector, readTopic } from '../support/distributed.js';
+import { asDeadLetter, projector, readTopic } from '../support/distributed.js';
 import { requireBinaries } from '../support/binaries.js';
 
 // A producer that is not ours: kcat (Debian package, installed by .ci/run) sends one JSON line
@@ -47,7 +47,7 @@ const kcat = requireBinaries('foreign-producer', { kcat: ['-V'] }, 'kcat');
       expect(await run.exit).toBe(0);
       expect((await lifecycle(['export', 'customers', '--database', database.url])).stdout).toBe(expected);
       const dead = await readTopic(brokers, `${topic}.dlq`, invalid.length);
-      expect([...dead].sort()).toEqual([...invalid].sort());
+      expect([...dead].sort()).toEqual(invalid.map(asDeadLetter).sort());
       const repartitioned = await readTopic(brokers, `${topic}.by-customer`, lines.length - invalid.length);
       expect(repartitioned).toHaveLength(lines.length - invalid.length);
     } finally {

@@ -8,7 +8,7 @@ import { generateTouchpoints, withDeliveryNoise } from '@lifecycle/generator';
 import { createTestDatabase } from '../support/postgres.js';
 import { ensureBroker } from '../support/kafka.js';
 import { lifecycle } from '../support/cli.js';
-import { projector, readTopic } from '../support/distributed.js';
+import { asDeadLetter, projector, readTopic } from '../support/distributed.js';
 
 describe('distributed mode: real Kafka broker, two projector processes, PostgreSQL', () => {
   let brokers: string;
@@ -59,7 +59,7 @@ describe('distributed mode: real Kafka broker, two projector processes, PostgreS
       expect(cohorts).toBe(expectedCohorts);
 
       const dead = await readTopic(brokers, `${topic}.dlq`, invalid.length);
-      expect([...dead].sort()).toEqual([...invalid].sort());
+      expect([...dead].sort()).toEqual(invalid.map(asDeadLetter).sort());
       // Repartitioned exactly once, although `a` died mid-transaction: read_committed sees each
       // valid input line once in the internal topic.
       const repartitioned = await readTopic(brokers, `${topic}.by-customer`, produced.accepted);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
+import { MAX_TOUCHPOINT_BYTES } from '@lifecycle/contracts';
 import { cli } from './cli.js';
 
 export function projector(
@@ -59,3 +60,6 @@ export async function readMessages(brokers: string, topic: string, expected: num
 export async function readTopic(brokers: string, topic: string, expected: number): Promise<string[]> {
   return (await readMessages(brokers, topic, expected)).map((m) => m.value);
 }
+
+/** A line as the dead-letter topic holds it: an oversized one keeps its first MAX_TOUCHPOINT_BYTES. */
+export const asDeadLetter = (line: string): string => Buffer.from(line, 'utf8').subarray(0, MAX_TOUCHPOINT_BYTES).toString('utf8');
