@@ -18,7 +18,8 @@ export const LATEST_INSTANT = '2100-01-01T00:00:00Z';
 const earliestMs = Date.parse(EARLIEST_INSTANT);
 const latestMs = Date.parse(LATEST_INSTANT);
 
-const instant = z
+/** An instant as `occurredAt` takes it (also `--as-of` and `?asOf=`): ISO-8601 with Z or an offset, in range. */
+export const InstantSchema = z
   .iso.datetime({ offset: true })
   .refine((s) => {
     const ms = Date.parse(s);
@@ -34,7 +35,9 @@ const instant = z
 const NO_CONTROL = /^[^\u0000-\u001F\u007F-\u009F\uD800-\uDFFF]*$/u;
 const TEXT = /^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF]*$/u;
 
-const identifier = z.string().min(1).max(128).regex(NO_CONTROL, 'must not contain control characters or unpaired surrogates');
+/** An id (`id`, `customerId`, …): 1–128 characters, no control character, no unpaired surrogate. */
+export const IdentifierSchema = z.string().min(1).max(128).regex(NO_CONTROL, 'must not contain control characters or unpaired surrogates');
+const identifier = IdentifierSchema;
 const text = (max: number) => z.string().max(max).regex(TEXT, 'must not contain control characters other than tab and line breaks, nor unpaired surrogates');
 
 export const MoneySchema = z.object({
@@ -45,7 +48,7 @@ export type Money = z.infer<typeof MoneySchema>;
 
 const envelope = {
   id: identifier,
-  occurredAt: instant,
+  occurredAt: InstantSchema,
   customerId: identifier,
   anonymousId: identifier.optional(),
   source: text(256).optional(),

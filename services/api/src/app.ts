@@ -1,5 +1,5 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { LifecycleConfig } from '@lifecycle/contracts';
+import { IdentifierSchema, type LifecycleConfig } from '@lifecycle/contracts';
 import { sqlEventStore } from '@lifecycle/eventstore';
 import { customerStream, exportProjection } from '@lifecycle/projection';
 import { loadProjectionState, readCustomerRow } from '@lifecycle/readmodel';
@@ -20,7 +20,7 @@ const COHORT_COLUMNS = ['cohort', 'periodIndex', 'period', 'size', 'converted', 
 const exportQuery = queryParser({ asOf: instant, format: oneOf('json', 'ndjson', 'csv') });
 const noQuery = queryParser({});
 
-// The contract's identifier limit (packages/contracts/src/touchpoint.ts), in UTF-16 code units like zod's max.
+// The contract's identifier limit (IdentifierSchema), in characters.
 const CUSTOMER_ID_MAX = 128;
 // The router compares the decoded parameter, but 12 (4 UTF-8 bytes, percent-encoded) per character
 // lets every valid id through even where it is compared encoded; longer ones get the 400 below.
@@ -28,11 +28,8 @@ const MAX_PARAM_LENGTH = CUSTOMER_ID_MAX * 12;
 
 /** Why `id` cannot be a customer id, checked before any query: PostgreSQL refuses a NUL with a 500. */
 function customerIdProblem(id: string): string | undefined {
-  if (id.length === 0) return 'empty';
-  if (id.length > CUSTOMER_ID_MAX) return `longer than ${CUSTOMER_ID_MAX} characters`;
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(id)) return 'contains a control character';
-  if (/\p{Cs}/u.test(id)) return 'contains an unpaired UTF-16 surrogate';
-  return undefined;
+  const parsed = IdentifierSchema.safeParse(id);
+  return parsed.success ? undefined : parsed.error.issues.map((issue) => issue.message).join('; ');
 }
 
 const badRequest = (message: string) => ({ error: 'bad_request', message });

@@ -1,4 +1,4 @@
-import { EARLIEST_INSTANT, LATEST_INSTANT } from '@lifecycle/contracts';
+import { EARLIEST_INSTANT, InstantSchema, LATEST_INSTANT } from '@lifecycle/contracts';
 
 /** A mistake in the request: answered 400 `{error: 'bad_request', message}`. */
 export class BadRequest extends Error {
@@ -39,21 +39,12 @@ export const oneOf =
     throw new BadRequest(`${name} must be one of ${values.join(', ')}; got ${quote(text)}`);
   };
 
-// RFC 3339 with Z or an offset, like `occurredAt`; Date.parse alone also takes 24:00, 02-30 and more.
-const INSTANT = /^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
-const earliest = Date.parse(EARLIEST_INSTANT);
-const latest = Date.parse(LATEST_INSTANT);
-
 /**
- * Milliseconds of an instant in the contract's range: a far one is a mistake, and an instant in
+ * Milliseconds of an instant as `occurredAt` takes it: a far one is a mistake, and an instant in
  * year 9999 would make the API compute millennia of empty cohort periods.
  */
 export const instant: ParamParser<number> = (text, name) => {
-  const ms = INSTANT.test(text) ? Date.parse(text) : Number.NaN;
-  const day = text.slice(0, 10);
-  const dayMs = Date.parse(`${day}T00:00:00Z`);
-  const validDay = Number.isFinite(dayMs) && new Date(dayMs).toISOString().slice(0, 10) === day;
-  if (validDay && ms >= earliest && ms < latest) return ms;
+  if (InstantSchema.safeParse(text).success) return Date.parse(text);
   throw new BadRequest(
     `${name} must be an ISO-8601 instant with Z or an offset, from ${EARLIEST_INSTANT} to before ${LATEST_INSTANT}, e.g. 2024-06-30T23:59:59Z; got ${quote(text)}`,
   );

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, EARLIEST_INSTANT, LATEST_INSTANT, parseLifecycleConfig, type LifecycleConfig } from '@lifecycle/contracts';
+import { ConfigError, EARLIEST_INSTANT, InstantSchema, LATEST_INSTANT, parseLifecycleConfig, type LifecycleConfig } from '@lifecycle/contracts';
 
 /** A mistake in how the command was called: reported without a stack trace, exit code 2. */
 export class UsageError extends Error {
@@ -34,20 +34,18 @@ export async function loadConfig(file: string | undefined): Promise<LifecycleCon
   }
 }
 
-const instant = z.iso.datetime({ offset: true });
-
-/** `--as-of ISO`: an instant with Z or an offset, like `occurredAt`. */
+/**
+ * `--as-of ISO`: an instant as `occurredAt` takes it (Z or an offset, in the contract's range: an
+ * as-of far past it would fold centuries of periods).
+ */
 export function parseAsOf(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!instant.safeParse(value).success) {
-    throw new UsageError(`--as-of must be an ISO-8601 instant with Z or an offset, e.g. 2024-06-30T23:59:59Z; got ${JSON.stringify(value)}`);
+  if (!InstantSchema.safeParse(value).success) {
+    throw new UsageError(
+      `--as-of must be an ISO-8601 instant with Z or an offset, from ${EARLIEST_INSTANT} to before ${LATEST_INSTANT}, e.g. 2024-06-30T23:59:59Z; got ${JSON.stringify(value)}`,
+    );
   }
-  const at = Date.parse(value);
-  // The contract's range of occurredAt: an as-of far past it would fold centuries of periods.
-  if (!(at >= Date.parse(EARLIEST_INSTANT) && at < Date.parse(LATEST_INSTANT))) {
-    throw new UsageError(`--as-of must lie in [${EARLIEST_INSTANT}, ${LATEST_INSTANT}); got ${JSON.stringify(value)}`);
-  }
-  return at;
+  return Date.parse(value);
 }
 
 export const dataDirOf = (dir: string | undefined) => resolve(dir ?? DEFAULT_DATA_DIR);
