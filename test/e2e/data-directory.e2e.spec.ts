@@ -71,6 +71,17 @@ describe('one process per data directory', () => {
     expect(await exportOf(data)).toBe(reference);
   }, 120_000);
 
+  test('an ingest killed inside its commit (test fault) leaves the store as before that transaction', async () => {
+    const data = join(dir, 'killed-in-commit');
+    const killed = await lifecycleExit(['ingest', file, '--data-dir', data], { env: { ...process.env, LIFECYCLE_TEST_CRASH_BEFORE_COMMIT: 'chunk:1' } });
+    expect(killed.stderr).toContain('test fault: SIGKILL inside chunk transaction 1, before its COMMIT');
+    expect(killed.code).toBeNull(); // killed by a signal: no exit code
+    expect(await lifecycleExit(['export', 'customers', '--data-dir', data])).toMatchObject({ code: 0, stdout: '' });
+    const again = JSON.parse((await lifecycle(['ingest', file, '--data-dir', data])).stdout);
+    expect(again).toMatchObject({ duplicates: 0, accepted: again.lines });
+    expect(await exportOf(data)).toBe(reference);
+  }, 120_000);
+
   test('npm start holds its directory; an ingest is told to send to it, and what it is sent is stored', async () => {
     const data = join(dir, 'served');
     const half = (await readFile(file, 'utf8')).split('\n');

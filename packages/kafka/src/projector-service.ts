@@ -2,7 +2,7 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from '
 import type { Logger } from 'pino';
 import type { LifecycleConfig, Rejection, Touchpoint } from '@lifecycle/contracts';
 import { ConcurrencyError } from '@lifecycle/eventstore';
-import { advanceWatermark, isolatePoison, projectBatch, storeRejection, StreamCache, type BatchOutcome } from '@lifecycle/projection';
+import { advanceWatermark, crashBeforeCommit, isolatePoison, projectBatch, storeRejection, StreamCache, type BatchOutcome } from '@lifecycle/projection';
 import { loadConsumerOffsets, saveConsumerOffsets } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { createProducer, type Topics } from './client.js';
@@ -161,6 +161,7 @@ export class ProjectorService {
         db.transaction(async (tx) => {
           const result = await projectBatch(tx, touchpoints, config, this.streams);
           await saveConsumerOffsets(tx, this.groupId, batch.topic, new Map([[batch.partition, Number(last) + 1]]));
+          crashBeforeCommit('chunk');
           return result;
         }),
       );
@@ -210,7 +211,13 @@ export class ProjectorService {
       const { db, config, logger } = this.options;
       const started = performance.now();
       const now = Date.now();
-      const outcome = await this.withConflictRetries(() => db.transaction((tx) => advanceWatermark(tx, now, config, this.streams)));
+      const outcome = await this.withConflictRetries(() =>
+        db.transaction(async (tx) => {
+          const result = await advanceWatermark(tx, now, config, this.streams);
+          crashBeforeCommit('advance');
+          return result;
+        }),
+      );
       this.options.onBatch?.({ accepted: [], duplicates: [], conflicts: [], ...outcome }, (performance.now() - started) / 1000);
       if (outcome.stageChanges.length > 0) logger.info({ watermark: new Date(now).toISOString(), stageChanges: outcome.stageChanges.length }, 'wall clock passed deadlines');
     } catch (error) {

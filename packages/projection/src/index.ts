@@ -4,4 +4,4 @@ export { customerStream, deterministicUuid, readCustomerStream } from './streams
 export { ingestLines, type DeadLetter, type IngestOptions, type IngestSummary } from './ingest.js';
 export { StreamCache } from './stream-cache.js';
 export { isolatePoison, mayBeCausedByInput, storeRejection } from './poison.js';
-export { enableTestFaults, type TestFaults } from './test-faults.js';
+export { crashBeforeCommit, enableTestFaults, type CrashPoint, type TestFaults } from './test-faults.js';

@@ -2,6 +2,7 @@ import { isBlankLine, parseTouchpoint, type FieldIssue, type LifecycleConfig, ty
 import type { SqlDatabase } from '@lifecycle/sql';
 import { isolatePoison, storeRejection } from './poison.js';
 import { projectBatch, type BatchOutcome } from './projector.js';
+import { crashBeforeCommit } from './test-faults.js';
 import { StreamCache } from './stream-cache.js';
 
 /** A rejected input line, as written to the dead-letter destination. */
@@ -68,7 +69,11 @@ export async function ingestLines(
   };
 
   const project = async (items: readonly Item[]) => {
-    const outcome = await db.transaction((tx) => projectBatch(tx, items.map((b) => b.touchpoint), options.config, streams));
+    const outcome = await db.transaction(async (tx) => {
+      const result = await projectBatch(tx, items.map((b) => b.touchpoint), options.config, streams);
+      crashBeforeCommit('chunk');
+      return result;
+    });
     summary.accepted += outcome.accepted.length;
     summary.duplicates += outcome.duplicates.length;
     const conflicting = new Set(outcome.conflicts);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigMismatchError, enableTestFaults } from '@lifecycle/projection';
+import { ConfigMismatchError, enableTestFaults, type CrashPoint } from '@lifecycle/projection';
 import { DirectoryInUseError } from '@lifecycle/sql';
 import { exportCommand, type ExportKind } from './commands/export.js';
 import { generateCommand } from './commands/generate.js';
@@ -275,9 +275,18 @@ program
     },
   );
 
-// Test-only fault injection (README, "Tests"): the store refuses these touchpoint ids.
+// Test-only fault injection (README, "Tests").
 const storeRejects = process.env['LIFECYCLE_TEST_STORE_REJECTS'];
-if (storeRejects) enableTestFaults({ storeRejects: new Set(storeRejects.split(',')) });
+const crashSetting = process.env['LIFECYCLE_TEST_CRASH_BEFORE_COMMIT'];
+const crash = /^(chunk|advance):([1-9]\d*)$/.exec(crashSetting ?? '');
+if (crashSetting && !crash) {
+  process.stderr.write(`lifecycle: LIFECYCLE_TEST_CRASH_BEFORE_COMMIT must be chunk:N or advance:N (N ≥ 1); got ${JSON.stringify(crashSetting)}\n`);
+  process.exit(2);
+}
+enableTestFaults({
+  ...(storeRejects ? { storeRejects: new Set(storeRejects.split(',')) } : {}),
+  ...(crash ? { crashBeforeCommit: { point: crash[1] as CrashPoint, nth: Number(crash[2]) } } : {}),
+});
 
 try {
   await program.parseAsync();
