@@ -2,7 +2,7 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from '
 import type { Logger } from 'pino';
 import type { LifecycleConfig, Rejection, Touchpoint } from '@lifecycle/contracts';
 import { ConcurrencyError } from '@lifecycle/eventstore';
-import { advanceWatermark, crashBeforeCommit, isolatePoison, projectBatch, storeRejection, StreamCache, type BatchOutcome } from '@lifecycle/projection';
+import { advanceWatermark, conflictRejection, crashBeforeCommit, isolatePoison, projectBatch, storeRejection, StreamCache, type BatchOutcome } from '@lifecycle/projection';
 import { loadConsumerOffsets, saveConsumerOffsets } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { createProducer, type Topics } from './client.js';
@@ -154,13 +154,17 @@ export class ProjectorService {
     if (messages.length > 0) this.lastInputAt = Date.now();
     // Each part commits its touchpoints with the offset past its last message; a touchpoint the
     // store refuses alone is dead-lettered and its offset committed, so the partition moves on.
-    const commit = async (part: readonly KafkaMessage[], touchpoints: readonly Touchpoint[]) => {
+    const origin = (message: KafkaMessage) => ({ topic: batch.topic, partition: String(batch.partition), offset: message.offset });
+    const commit = async (part: readonly KafkaMessage[], touchpoints: ReadonlyMap<Touchpoint, KafkaMessage>) => {
       const last = part[part.length - 1]!.offset;
       const started = performance.now();
       const outcome = await this.withConflictRetries(() =>
         db.transaction(async (tx) => {
-          const result = await projectBatch(tx, touchpoints, config, this.streams);
+          const result = await projectBatch(tx, [...touchpoints.keys()], config, this.streams);
           await saveConsumerOffsets(tx, this.groupId, batch.topic, new Map([[batch.partition, Number(last) + 1]]));
+          // Dead-lettered before the COMMIT that moves the offset past them: at least once.
+          const conflicts = result.conflicts.map((t) => deadLetterMessage(touchpoints.get(t)!.value, conflictRejection(t), origin(touchpoints.get(t)!)));
+          for (const part of byteBounded(conflicts)) await this.producer.send({ topic: this.options.topics.deadLetter, acks: -1, messages: part });
           crashBeforeCommit('chunk');
           return result;
         }),
@@ -171,11 +175,11 @@ export class ProjectorService {
       logger.debug({ topic: batch.topic, partition: batch.partition, offset: last, accepted: outcome.accepted.length }, 'chunk projected');
     };
     const attempt = (part: readonly KafkaMessage[]) => {
-      const touchpoints: Touchpoint[] = [];
+      const touchpoints = new Map<Touchpoint, KafkaMessage>();
       for (const message of part) {
         const parsed = parseMessage(message.value);
         // The repartition stage only publishes valid touchpoints; anything else was not written by it.
-        if (parsed.ok) touchpoints.push(parsed.touchpoint);
+        if (parsed.ok) touchpoints.set(parsed.touchpoint, message);
         else logger.warn({ topic: batch.topic, partition: batch.partition, offset: message.offset, reason: parsed.rejection.reason }, 'skipped an invalid message');
       }
       return commit(part, touchpoints);
@@ -188,13 +192,13 @@ export class ProjectorService {
       await this.producer.send({
         topic: this.options.topics.deadLetter,
         acks: -1,
-        messages: [deadLetterMessage(message.value, rejection, { topic: batch.topic, partition: String(batch.partition), offset: message.offset })],
+        messages: [deadLetterMessage(message.value, rejection, origin(message))],
       });
       logger.error(
         { err: error, topic: batch.topic, partition: batch.partition, offset: message.offset, touchpointId: touchpoint?.id, customerId: touchpoint?.customerId },
         'the store refused a touchpoint alone, twice: dead-lettered as store_rejected',
       );
-      await commit([message], []);
+      await commit([message], new Map());
       this.options.onRejected?.(rejection, touchpoint?.type);
     };
     for (let i = 0; i < messages.length; i += chunkSize) {

@@ -1,4 +1,4 @@
-export { advanceWatermark, ConfigMismatchError, projectBatch, replay, type BatchOutcome } from './projector.js';
+export { advanceWatermark, assertStoreConfig, ConfigMismatchError, conflictRejection, projectBatch, replay, type BatchOutcome } from './projector.js';
 export { exportProjection, openLifecycleStore, recordedTouchpoints, type StoreLocation } from './lifecycle-store.js';
 export { customerStream, deterministicUuid, readCustomerStream } from './streams.js';
 export { ingestLines, type DeadLetter, type IngestOptions, type IngestSummary } from './ingest.js';

@@ -1,7 +1,7 @@
 import { isBlankLine, parseTouchpoint, type FieldIssue, type LifecycleConfig, type RejectionReason, type Touchpoint } from '@lifecycle/contracts';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { isolatePoison, storeRejection } from './poison.js';
-import { projectBatch, type BatchOutcome } from './projector.js';
+import { conflictRejection, projectBatch, type BatchOutcome } from './projector.js';
 import { crashBeforeCommit } from './test-faults.js';
 import { StreamCache } from './stream-cache.js';
 
@@ -79,7 +79,7 @@ export async function ingestLines(
     const conflicting = new Set(outcome.conflicts);
     for (const item of items) {
       if (conflicting.has(item.touchpoint)) {
-        reject({ line: item.line, reason: 'id_conflict', issues: [{ path: 'id', message: `touchpoint ${item.touchpoint.id} was already recorded with other content` }], raw: rawText(item.raw) });
+        reject({ line: item.line, ...conflictRejection(item.touchpoint), raw: rawText(item.raw) });
       }
     }
     options.onBatch?.(outcome);

@@ -37,9 +37,23 @@ export interface BatchOutcome {
   corrections: number;
 }
 
+/** Why a touchpoint of `BatchOutcome.conflicts` is a dead letter. */
+export const conflictRejection = (touchpoint: Touchpoint) => ({
+  reason: 'id_conflict' as const,
+  issues: [{ path: 'id', message: `touchpoint ${touchpoint.id} was already recorded with other content` }],
+});
+
 /** The store was projected with other settings: its read models would mix two definitions. */
 export class ConfigMismatchError extends Error {
   override readonly name = 'ConfigMismatchError';
+}
+
+/**
+ * Refuses, before any work, to project into a store whose read models were projected with other
+ * settings (each transaction checks it again: another process may have replayed meanwhile).
+ */
+export async function assertStoreConfig(sql: SqlExecutor, config: LifecycleConfig): Promise<void> {
+  assertSameConfig((await loadProjectionState(sql)).config, config);
 }
 
 function assertSameConfig(stored: LifecycleConfig | null, config: LifecycleConfig): void {

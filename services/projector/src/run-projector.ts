@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { LifecycleConfig } from '@lifecycle/contracts';
 import { createKafka, ensureLifecycleTopics, ProjectorService, topicsFor } from '@lifecycle/kafka';
 import { LifecycleMetrics, createRegistry, startOpsServer, untilSignal } from '@lifecycle/observability';
-import { openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
+import { assertStoreConfig, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
 import { churnRatesAtWatermark, countCustomersByStage, loadProjectionState } from '@lifecycle/readmodel';
 import type { Logger } from 'pino';
 
@@ -36,6 +36,12 @@ export async function runProjector(options: ProjectorOptions, logger: Logger): P
   const topics = topicsFor(options.topic);
   await ensureLifecycleTopics(kafka, topics, options.partitions);
   const db = await openLifecycleStore(options.location);
+  try {
+    await assertStoreConfig(db, options.config);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
   const registry = createRegistry('projector');
   const ops = await startOpsServer({
     port: options.metricsPort,

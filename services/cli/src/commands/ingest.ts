@@ -1,7 +1,7 @@
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { LifecycleConfig } from '@lifecycle/contracts';
-import { ingestLines, openLifecycleStore, type IngestSummary, type StoreLocation } from '@lifecycle/projection';
+import { assertStoreConfig, ingestLines, openLifecycleStore, type IngestSummary, type StoreLocation } from '@lifecycle/projection';
 import type { LifecycleMetrics } from '@lifecycle/observability';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { readLines } from '../lines.js';
@@ -46,6 +46,7 @@ export async function ingestCommand(source: string, location: StoreLocation, dea
   const lines = await readLines(source);
   const db = await openLifecycleStore(location);
   try {
+    await assertStoreConfig(db, config);
     const summary = await ingestInto(db, deadLetters, source, lines, config);
     logger.info({ source, ...summary }, 'ingest finished');
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);

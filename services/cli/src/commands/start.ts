@@ -5,7 +5,7 @@ import { buildApi } from '@lifecycle/api';
 import { ndjsonLines, type LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
 import { LifecycleMetrics, createRegistry, serveMetrics, untilSignal } from '@lifecycle/observability';
-import { exportProjection, openLifecycleStore } from '@lifecycle/projection';
+import { assertStoreConfig, exportProjection, openLifecycleStore } from '@lifecycle/projection';
 import { churnRatesAtWatermark, countCustomersByStage } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import type { FastifyInstance } from 'fastify';
@@ -46,6 +46,7 @@ export async function startCommand(options: StartOptions): Promise<void> {
   const db = await openLifecycleStore({ dataDir: options.dataDir });
   const app = buildApi({ db, config: options.config, logger: false });
   try {
+    await assertStoreConfig(db, options.config);
     await serve(app, db, options, lines, source);
   } finally {
     await app.close();
