@@ -2,9 +2,12 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { parseLifecycleConfig, parseTouchpoint, type Touchpoint } from '@lifecycle/contracts';
+import { openLifecycleStore } from '@lifecycle/projection';
+import { loadProjectionState, readCohortRows, readCustomerRows } from '@lifecycle/readmodel';
 import { oracleExport } from '../oracle/batch-oracle.js';
-import { cli, lifecycle } from '../support/cli.js';
+import { cli, lifecycle, lifecycleExit } from '../support/cli.js';
 
 const failing = async (args: string[]) => {
   try {
@@ -14,6 +17,49 @@ const failing = async (args: string[]) => {
   }
   throw new Error(`lifecycle ${args.join(' ')} should have failed`);
 };
+
+interface StoredEvent {
+  position: number;
+  stream_id: string;
+  revision: number;
+  event_type: string;
+  data: Record<string, unknown>;
+}
+
+/** The read models and streams of a data directory, read from its tables (closed before returning: one process per directory). */
+async function readStore(dataDir: string) {
+  const db = await openLifecycleStore({ dataDir });
+  try {
+    const state = await loadProjectionState(db);
+    if (state.watermark === null || state.config === null) throw new Error(`${dataDir} holds no projection`);
+    return {
+      state,
+      rows: await readCustomerRows(db),
+      cohorts: await readCohortRows(db, state.watermark, state.config),
+      customers: await db.query(
+        'SELECT customer_id, stage, acquired_at, cohort, channel, converted_at, churned_at, churn_reason, payments, reactivations, referrals, revenue, next_deadline, cohort_facts FROM customers ORDER BY customer_id',
+      ),
+      cohortCells: await db.query('SELECT * FROM cohort_cells ORDER BY cohort_period, period_offset'),
+      stageChanges: await db.query('SELECT * FROM stage_changes ORDER BY customer_id, seq'),
+      events: (await db.query<StoredEvent>('SELECT position, stream_id, revision, event_type, data FROM lifecycle_events ORDER BY position')).map((e) => ({ ...e, position: Number(e.position) })),
+    };
+  } finally {
+    await db.close();
+  }
+}
+
+/** A stream's lifecycle events still in force: each LifecycleHistoryCorrected drops the revisions it retracts. */
+function inForce(events: readonly StoredEvent[], stream: string): Record<string, unknown>[] {
+  let kept: StoredEvent[] = [];
+  for (const event of events) {
+    if (event.stream_id !== stream || event.event_type === 'TouchpointRecorded') continue;
+    if (event.event_type === 'LifecycleHistoryCorrected') {
+      const retracted = new Set(event.data['retractedRevisions'] as number[]);
+      kept = kept.filter((e) => !retracted.has(e.revision));
+    } else kept.push(event);
+  }
+  return kept.map((e) => e.data);
+}
 
 describe('the lifecycle command, end to end', () => {
   let dir: string;
@@ -73,19 +119,79 @@ describe('the lifecycle command, end to end', () => {
     expect(missing.stderr).toContain('nope.ndjson');
   });
 
-  test('ingesting with other settings than the store was projected with says to replay', async () => {
-    const dataDir = join(dir, 'settings');
-    const { stdout } = await lifecycle(['generate', '--customers', '5', '--seed', '1']);
-    await writeFile(join(dir, 's.ndjson'), stdout);
-    await writeFile(join(dir, 'weekly.json'), JSON.stringify({ cohort: { granularity: 'week' } }));
-    await lifecycle(['ingest', join(dir, 's.ndjson'), '--data-dir', dataDir]);
-    const error = await failing(['ingest', join(dir, 's.ndjson'), '--data-dir', dataDir, '--config', join(dir, 'weekly.json')]);
-    expect(error.code).toBe(2);
-    expect(error.stderr).toContain('replay');
-    await lifecycle(['replay', '--data-dir', dataDir, '--config', join(dir, 'weekly.json')]);
-    const cohorts = (await lifecycle(['export', 'cohorts', '--data-dir', dataDir, '--config', join(dir, 'weekly.json')])).stdout;
-    expect(cohorts.split('\n')[0]).toMatch(/"cohort":"\d{4}-W\d{2}"/);
-  });
+  test('replay with new settings re-projects the read models and appends the corrections to the streams', async () => {
+    // `export --config NEW` folds from the streams whatever the read models hold, so this test
+    // reads the read-model tables and the streams themselves.
+    const { stdout } = await lifecycle(['generate', '--customers', '120', '--seed', '7', '--duplicate-rate', '0.03', '--late-rate', '0.05']);
+    const lines = stdout.trimEnd().split('\n');
+    const cut = Math.floor(lines.length * 0.85);
+    const first = join(dir, 'replay-first.ndjson');
+    const more = join(dir, 'replay-more.ndjson');
+    await writeFile(first, lines.slice(0, cut).join('\n') + '\n');
+    await writeFile(more, lines.slice(cut).join('\n') + '\n');
+    const newSettings = join(dir, 'replay-new.json');
+    await writeFile(newSettings, JSON.stringify({ churn: { inactivityDays: 30 }, cohort: { granularity: 'week', timeZone: 'America/New_York' } }));
+    const replayed = join(dir, 'replayed');
+    const scratch = join(dir, 'from-scratch');
+    const run = (args: string[]) => lifecycleExit(args);
+
+    expect((await run(['ingest', first, '--data-dir', replayed])).code).toBe(0);
+    expect((await run(['ingest', first, '--data-dir', scratch, '--config', newSettings])).code).toBe(0);
+    const refused = await run(['ingest', more, '--data-dir', replayed, '--config', newSettings]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('lifecycle replay');
+
+    const before = await readStore(replayed);
+    const target = await readStore(scratch);
+    // The new settings matter for these data: some read-model rows and some histories differ.
+    expect(before.customers).not.toEqual(target.customers);
+    expect(before.cohortCells).not.toEqual(target.cohortCells);
+
+    expect((await run(['replay', '--data-dir', replayed, '--config', newSettings])).code).toBe(0);
+    const after = await readStore(replayed);
+    expect(after.state).toEqual(target.state);
+    expect(after.rows).toEqual(target.rows);
+    expect(after.cohorts).toEqual(target.cohorts);
+    expect(after.customers).toEqual(target.customers);
+    expect(after.cohortCells).toEqual(target.cohortCells);
+    expect(after.stageChanges).toEqual(target.stageChanges);
+
+    // The streams: a correction exactly where the recorded history is not a prefix of the new one;
+    // where it is, the new events only follow; everywhere, the history in force is the new one.
+    const lastBefore = Math.max(...before.events.map((e) => e.position));
+    const appended = after.events.filter((e) => e.position > lastBefore);
+    expect(appended.filter((e) => e.event_type === 'TouchpointRecorded')).toEqual([]);
+    const ids = [...new Set([...target.events.map((e) => e.stream_id)])].filter((s) => s.startsWith('customer-')).sort();
+    const rewritten: string[] = [];
+    const untouched: string[] = [];
+    for (const stream of ids) {
+      const old = inForce(before.events, stream);
+      const next = inForce(target.events, stream);
+      const prefix = old.length <= next.length && old.every((e, i) => isDeepStrictEqual(e, next[i]));
+      if (!prefix) rewritten.push(stream);
+      else if (old.length === next.length) untouched.push(stream);
+      expect({ stream, history: inForce(after.events, stream) }).toEqual({ stream, history: next });
+    }
+    expect(rewritten.length).toBeGreaterThan(0);
+    expect(untouched.length).toBeGreaterThan(0);
+    const corrected = [...new Set(appended.filter((e) => e.event_type === 'LifecycleHistoryCorrected').map((e) => e.stream_id))].sort();
+    expect(corrected).toEqual(rewritten);
+    const touched = new Set(appended.map((e) => e.stream_id));
+    expect(untouched.filter((s) => touched.has(s))).toEqual([]);
+
+    // The store now holds the new settings: the old ones are refused, the new ones go on.
+    const old = await run(['ingest', more, '--data-dir', replayed]);
+    expect(old.code).toBe(2);
+    expect(old.stderr).toContain('lifecycle replay');
+    const accepted = await run(['ingest', more, '--data-dir', replayed, '--config', newSettings]);
+    expect(accepted.code).toBe(0);
+    expect(JSON.parse(accepted.stdout).accepted).toBeGreaterThan(0);
+    expect((await run(['ingest', more, '--data-dir', scratch, '--config', newSettings])).code).toBe(0);
+    const [end, scratchEnd] = [await readStore(replayed), await readStore(scratch)];
+    expect(end.rows).toEqual(scratchEnd.rows);
+    expect(end.cohorts).toEqual(scratchEnd.cohorts);
+    expect(end.cohortCells).toEqual(scratchEnd.cohortCells);
+  }, 180_000);
 
   test('start ingests, prints a summary, serves the API and stops cleanly on SIGINT', async () => {
     const child = spawn(process.execPath, [cli, 'start', '--customers', '40', '--port', '0', '--data-dir', join(dir, 'start')], { stdio: ['ignore', 'pipe', 'pipe'] });
