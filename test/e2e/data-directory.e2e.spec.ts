@@ -106,6 +106,15 @@ describe('one process per data directory', () => {
     expect(await exportOf(data)).toBe(reference);
   }, 120_000);
 
+  test('start with nothing valid to ingest serves an empty store instead of failing on its summary', async () => {
+    await writeFile(join(dir, 'invalid.ndjson'), 'not json\n');
+    const start = background(['start', '--file', join(dir, 'invalid.ndjson'), '--data-dir', join(dir, 'empty'), '--port', '0']);
+    await until(() => /serving the read models at/.test(start.output()) || start.child.exitCode !== null, 'start to serve or fail');
+    expect(start.output()).toContain('no touchpoint stored yet');
+    start.child.kill('SIGTERM');
+    expect(await start.exit).toBe(0);
+  }, 60_000);
+
   test('start on a port in use fails with exit 2 before it makes or touches a data directory', async () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
-import { EARLIEST_INSTANT, LATEST_INSTANT, TOUCHPOINT_TYPES, TouchpointSchema, type Touchpoint } from './touchpoint.js';
+import { EARLIEST_INSTANT, LATEST_INSTANT, TOUCHPOINT_TYPES, TouchpointSchema, type Touchpoint, type TouchpointType } from './touchpoint.js';
 
 /** Largest accepted touchpoint, in UTF-8 bytes of its JSON text. */
 export const MAX_TOUCHPOINT_BYTES = 64 * 1024;
@@ -31,6 +31,8 @@ export interface FieldIssue {
 export interface Rejection {
   reason: RejectionReason;
   issues: FieldIssue[];
+  /** The touchpoint's type, when it is one of the six (a metric label: never anything else). */
+  type?: TouchpointType;
 }
 
 export type ParseResult = { ok: true; touchpoint: Touchpoint } | { ok: false; rejection: Rejection };
@@ -96,14 +98,16 @@ export function validateTouchpoint(value: unknown): ParseResult {
   if (typeof type !== 'string' || !knownTypes.has(type)) {
     return reject('unknown_type', 'type', `must be one of ${TOUCHPOINT_TYPES.join(', ')}; got ${describe(type)}`);
   }
+  const known = type as TouchpointType;
   const found = unstorable(value, 0);
-  if (found) return reject('invalid_field', found.reversedPath.reverse().join('.'), found.message);
+  if (found) return { ok: false, rejection: { reason: 'invalid_field', type: known, issues: [{ path: found.reversedPath.reverse().join('.'), message: found.message }] } };
   const parsed = TouchpointSchema.safeParse(value);
   if (parsed.success) return { ok: true, touchpoint: parsed.data };
   return {
     ok: false,
     rejection: {
       reason: 'invalid_field',
+      type: known,
       issues: parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })),
     },
   };

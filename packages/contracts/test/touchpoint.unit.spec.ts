@@ -59,6 +59,12 @@ describe('touchpoint contract (SPEC §2)', () => {
     expect(rejection.issues.every((i) => i.message.length > 0)).toBe(true);
   });
 
+  test('a rejection names the type when it is one of the six, for the metric label, and nothing else', () => {
+    expect(rejected(JSON.stringify({ ...purchase, customerId: undefined })).type).toBe('purchase');
+    expect(rejected(JSON.stringify({ ...purchase, extra: 'a\u0000' })).type).toBe('purchase');
+    expect(rejected(JSON.stringify({ ...purchase, type: 'c-42' })).type).toBeUndefined();
+  });
+
   test('text that cannot be decoded as UTF-8 is malformed, not repaired', () => {
     const bytes = Buffer.concat([Buffer.from('{"id":"p","customerId":"c-'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
     expect(parseTouchpoint(bytes)).toMatchObject({ ok: false, rejection: { reason: 'malformed_json', issues: [{ message: 'the text is not valid UTF-8' }] } });

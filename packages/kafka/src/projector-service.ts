@@ -29,7 +29,7 @@ export interface ProjectorServiceOptions {
   wallClockAfterIdleMs?: number;
   onBatch?: (outcome: BatchOutcome, seconds: number) => void;
   /** An input message was dead-lettered (after its transaction committed, or the store refused it alone). */
-  onRejected?: (rejection: Rejection, type?: string) => void;
+  onRejected?: (rejection: Rejection) => void;
   /** A transaction on the store failed for good (after the conflict retries). */
   onStoreError?: (error: unknown) => void;
 }
@@ -199,7 +199,7 @@ export class ProjectorService {
         'the store refused a touchpoint alone, twice: dead-lettered as store_rejected',
       );
       await commit([message], new Map());
-      this.options.onRejected?.(rejection, touchpoint?.type);
+      this.options.onRejected?.({ ...rejection, ...(touchpoint ? { type: touchpoint.type } : {}) });
     };
     for (let i = 0; i < messages.length; i += chunkSize) {
       if (!isRunning() || isStale()) return;

@@ -1,12 +1,12 @@
 import type { Message, Producer } from 'kafkajs';
-import { isBlankLine, parseTouchpoint, type FieldIssue, type RejectionReason } from '@lifecycle/contracts';
+import { isBlankLine, parseTouchpoint, type FieldIssue, type RejectionReason, type TouchpointType } from '@lifecycle/contracts';
 import type { Topics } from './client.js';
 import { byteBounded, deadLetterMessage, touchpointMessage } from './touchpoint-messages.js';
 
 /** What happened to one input line. */
 export type LineResult =
   | { line: number; status: 'accepted'; id: string }
-  | { line: number; status: 'rejected'; reason: RejectionReason; issues: FieldIssue[] };
+  | { line: number; status: 'rejected'; reason: RejectionReason; issues: FieldIssue[]; type?: TouchpointType };
 
 export interface PublishSummary {
   lines: number;

@@ -1,4 +1,4 @@
-import { isBlankLine, parseTouchpoint, type FieldIssue, type LifecycleConfig, type RejectionReason, type Touchpoint } from '@lifecycle/contracts';
+import { isBlankLine, parseTouchpoint, type FieldIssue, type LifecycleConfig, type RejectionReason, type Touchpoint, type TouchpointType } from '@lifecycle/contracts';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { isolatePoison, storeRejection } from './poison.js';
 import { conflictRejection, projectBatch, type BatchOutcome } from './projector.js';
@@ -15,6 +15,8 @@ export interface DeadLetter {
   raw: string;
   /** For `store_rejected`: the touchpoint's id. */
   id?: string;
+  /** The touchpoint's type, when it is one of the six. */
+  type?: TouchpointType;
 }
 
 export interface IngestSummary {
@@ -85,7 +87,7 @@ export async function ingestLines(
     options.onBatch?.(outcome);
   };
   const quarantine = async (item: Item, error: unknown) => {
-    reject({ line: item.line, id: item.touchpoint.id, ...storeRejection(error), raw: rawText(item.raw) });
+    reject({ line: item.line, id: item.touchpoint.id, type: item.touchpoint.type, ...storeRejection(error), raw: rawText(item.raw) });
   };
 
   const flush = async () => {

@@ -63,7 +63,7 @@ export async function runProjector(options: ProjectorOptions, logger: Logger): P
     ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
     ...(options.wallClockAfterIdleMs !== undefined ? { wallClockAfterIdleMs: options.wallClockAfterIdleMs } : {}),
     onBatch: (outcome, seconds) => metrics.recordBatch(outcome, seconds),
-    onRejected: (rejection, type) => metrics.recordRejection(rejection.reason, type),
+    onRejected: (rejection) => metrics.recordRejection(rejection.reason, rejection.type),
     onStoreError: () => metrics.storeErrors.inc({ store: 'databaseUrl' in options.location ? 'postgres' : 'embedded' }),
   });
   const metrics = new LifecycleMetrics(registry, {

@@ -27,7 +27,7 @@ export async function ingestInto(
       config,
       onDeadLetters: (letters) => {
         // id conflicts are counted with their batch (recordBatch), like the projector's.
-        for (const letter of letters) if (letter.reason !== 'id_conflict') metrics?.recordRejection(letter.reason);
+        for (const letter of letters) if (letter.reason !== 'id_conflict') metrics?.recordRejection(letter.reason, letter.type);
         return appendFile(deadLetters, letters.map((l) => JSON.stringify({ source, ...l }) + '\n').join(''));
       },
       onBatch: (outcome) => {

@@ -34,7 +34,7 @@ export async function ingestServerCommand(options: KafkaOptions & { port: number
   // Accepted lines are counted by the projector, which alone knows duplicates from new ones.
   const metrics = new LifecycleMetrics(registry);
   const ops = await startOpsServer({ port: options.metricsPort, host: options.host, registry, health: async () => ({}) });
-  const app = buildIngestApi({ producer, topics, onResult: (r) => r.status === 'rejected' && metrics.recordRejection(r.reason) });
+  const app = buildIngestApi({ producer, topics, onResult: (r) => r.status === 'rejected' && metrics.recordRejection(r.reason, r.type) });
   const address = await app.listen({ port: options.port, host: options.host });
   logger.info({ address, metrics: ops.address, topic: topics.input }, 'ingest serving');
   await untilSignal();

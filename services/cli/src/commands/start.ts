@@ -100,9 +100,13 @@ async function serve(app: FastifyInstance, db: SqlDatabase, options: StartOption
   console.log(`  accepted ${summary.accepted}, duplicates ${summary.duplicates}, rejected ${JSON.stringify(summary.rejected)}`);
 
   const projection = await exportProjection(db, options.config);
-  console.log(`\nas of ${new Date(projection.asOf).toISOString()}\n`);
-  console.log(stageTable(projection.customers));
-  console.log(`\n${retentionTable(projection.cohorts)}\n`);
+  if (Number.isNaN(projection.asOf)) {
+    console.log('\nno touchpoint stored yet: nothing to summarise\n'); // an empty store has no instant
+  } else {
+    console.log(`\nas of ${new Date(projection.asOf).toISOString()}\n`);
+    console.log(stageTable(projection.customers));
+    console.log(`\n${retentionTable(projection.cohorts)}\n`);
+  }
 
   const example = projection.customers[0]?.customerId;
   console.log(`serving the read models at ${address}`);
