@@ -3,12 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseTouchpoint } from '@lifecycle/contracts';
 import { generateTouchpoints, withDeliveryNoise } from '@lifecycle/generator';
 import { createTestDatabase } from '../support/postgres.js';
 import { createTopic, ensureBroker } from '../support/kafka.js';
 import { lifecycle } from '../support/cli.js';
-import { asDeadLetter, projector, readTopic } from '../support/distributed.js';
+import { deadLetterEntries, expectedDeadLetters, killProjectors, noiseFaultReason, projector, readMessages, readTopic } from '../support/distributed.js';
 import { requireBinaries } from '../support/binaries.js';
 
 // A producer that is not ours: kcat (Debian package, installed by .ci/run) sends one JSON line
@@ -31,7 +30,8 @@ const kcat = requireBinaries('foreign-producer', { kcat: ['-V'] }, 'kcat');
       .filter((line) => line.trim() !== '');
     const file = join(dir, 'touchpoints.ndjson');
     await writeFile(file, lines.join('\n') + '\n');
-    const invalid = lines.filter((line) => !parseTouchpoint(line).ok);
+    const invalid = lines.filter((line) => noiseFaultReason(line) !== undefined);
+    const valid = lines.filter((line) => noiseFaultReason(line) === undefined);
     expect(invalid.length).toBeGreaterThan(3);
 
     await lifecycle(['ingest', file, '--data-dir', join(dir, 'embedded')]);
@@ -46,11 +46,14 @@ const kcat = requireBinaries('foreign-producer', { kcat: ['-V'] }, 'kcat');
       const run = projector('kcat', topic, database.url);
       expect(await run.exit).toBe(0);
       expect((await lifecycle(['export', 'customers', '--database', database.url])).stdout).toBe(expected);
-      const dead = await readTopic(brokers, `${topic}.dlq`, invalid.length);
-      expect([...dead].sort()).toEqual(invalid.map(asDeadLetter).sort());
-      const repartitioned = await readTopic(brokers, `${topic}.by-customer`, lines.length - invalid.length);
-      expect(repartitioned).toHaveLength(lines.length - invalid.length);
+      // Each invalid line exactly once, with the reason its fault calls for.
+      const dead = await readMessages(brokers, `${topic}.dlq`, invalid.length);
+      expect(deadLetterEntries(dead)).toEqual(expectedDeadLetters(invalid, noiseFaultReason));
+      // Each valid line re-keyed exactly once.
+      const repartitioned = await readTopic(brokers, `${topic}.by-customer`, valid.length);
+      expect(repartitioned.sort()).toEqual([...valid].sort());
     } finally {
+      await killProjectors();
       await database.drop();
     }
   }, 180_000);

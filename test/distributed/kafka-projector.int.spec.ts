@@ -3,12 +3,17 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { parseTouchpoint } from '@lifecycle/contracts';
 import { generateTouchpoints, withDeliveryNoise } from '@lifecycle/generator';
+import { openLifecycleStore, recordedTouchpoints } from '@lifecycle/projection';
 import { createTestDatabase } from '../support/postgres.js';
 import { ensureBroker } from '../support/kafka.js';
 import { lifecycle } from '../support/cli.js';
-import { asDeadLetter, projector, readTopic } from '../support/distributed.js';
+import { crashLine, deadLetterEntries, expectedDeadLetters, exitWithin, killProjectors, noiseFaultReason, projector, readMessages, readTopic, waitFor } from '../support/distributed.js';
+
+interface Money { amountMinor: number; currency: string }
+interface Line { id: string; type: string; customerId?: string; properties: { amount?: Money } }
+
+const CRASH_CHUNK = 3;
 
 describe('distributed mode: real Kafka broker, two projector processes, PostgreSQL', () => {
   let brokers: string;
@@ -19,12 +24,24 @@ describe('distributed mode: real Kafka broker, two projector processes, PostgreS
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
-  test('a projector killed with SIGKILL and restarted: the PostgreSQL export equals the embedded one; the DLQ holds exactly the invalid lines', async () => {
-    const lines = [...withDeliveryNoise(generateTouchpoints({ customers: 400, seed: 31, months: 9 }), { seed: 31, duplicateRate: 0.05, invalidRate: 0.02, lateRate: 0.05 })];
+  test('a projector killed inside a chunk transaction and restarted: the PostgreSQL export equals the embedded one; each line lands exactly once where it belongs', async () => {
+    const noisy = [...withDeliveryNoise(generateTouchpoints({ customers: 400, seed: 31, months: 9 }), { seed: 31, duplicateRate: 0.05, invalidRate: 0.02, lateRate: 0.05 })];
+    // An id conflict: an existing purchase's id again, with another amount, after everything
+    // else (so after the first copy on its partition too); the first copy must stay.
+    const original = noisy.find((line) => noiseFaultReason(line) === undefined && (JSON.parse(line) as Line).type === 'purchase')!;
+    const first = JSON.parse(original) as Line;
+    const conflicting = JSON.stringify({ ...first, properties: { ...first.properties, amount: { ...first.properties.amount!, amountMinor: first.properties.amount!.amountMinor + 100_000 } } });
+    const lines = [...noisy, conflicting];
     const file = join(dir, 'touchpoints.ndjson');
     await writeFile(file, lines.join('\n') + '\n');
-    const invalid = lines.filter((line) => !parseTouchpoint(line).ok);
-    expect(invalid.length).toBeGreaterThan(10);
+    const invalid = lines.filter((line) => noiseFaultReason(line) !== undefined);
+    const valid = lines.filter((line) => noiseFaultReason(line) === undefined);
+    expect(new Set(invalid.map(noiseFaultReason))).toEqual(new Set(['malformed_json', 'unknown_type', 'invalid_field', 'payload_too_large']));
+    const firstCopies = new Map<string, Line>();
+    for (const line of valid) {
+      const t = JSON.parse(line) as Line;
+      if (!firstCopies.has(t.id)) firstCopies.set(t.id, t);
+    }
 
     await lifecycle(['ingest', file, '--data-dir', join(dir, 'embedded')]);
     const expectedCustomers = (await lifecycle(['export', 'customers', '--data-dir', join(dir, 'embedded')])).stdout;
@@ -34,21 +51,25 @@ describe('distributed mode: real Kafka broker, two projector processes, PostgreS
     const database = await createTestDatabase();
     try {
       const produced = JSON.parse((await lifecycle(['produce', file, '--topic', topic, '--partitions', '4', '--brokers', brokers])).stdout);
-      expect(produced.accepted).toBe(lines.length - invalid.length);
+      expect(produced.accepted).toBe(valid.length);
 
-      const a = projector('a', topic, database.url);
-      const b = projector('b', topic, database.url);
-      // Kill `a` once it has committed some chunks, in the middle of the run.
+      // `a` alone first, so that it surely gets partitions and reaches its chunk CRASH_CHUNK; `b`
+      // joins once `a` committed a chunk. `a` dies on its own inside that chunk's transaction,
+      // after its writes, before the COMMIT.
+      const a = projector('a', topic, database.url, undefined, { LIFECYCLE_TEST_CRASH_BEFORE_COMMIT: `chunk:${CRASH_CHUNK}` });
       const client = new pg.Client({ connectionString: database.url });
       await client.connect();
-      for (let i = 0; i < 600; i += 1) {
-        const rows = await client.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = 'consumer_offsets'");
-        if (rows.rows[0].n > 0 && (await client.query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_offsets')).rows[0].n > 200) break;
-        await new Promise((r) => setTimeout(r, 100));
+      try {
+        const committed = () => client.query('SELECT count(*)::int AS n FROM consumer_offsets').then((r) => r.rows[0].n > 0, () => false); // no table yet
+        let exited = false;
+        void a.exit.then(() => (exited = true));
+        await waitFor('projector a to commit a chunk', async () => exited || (await committed()));
+      } finally {
+        await client.end();
       }
-      await client.end();
-      a.child.kill('SIGKILL');
-      expect(await a.exit).toBeNull();
+      const b = projector('b', topic, database.url);
+      expect(await exitWithin(a, 120_000)).toBeNull();
+      expect(a.stderr()).toContain(crashLine('chunk', CRASH_CHUNK));
       const restarted = projector('a', topic, database.url);
       expect(await b.exit).toBe(0);
       expect(await restarted.exit).toBe(0);
@@ -57,17 +78,41 @@ describe('distributed mode: real Kafka broker, two projector processes, PostgreS
       const cohorts = (await lifecycle(['export', 'cohorts', '--database', database.url])).stdout;
       expect(customers).toBe(expectedCustomers);
       expect(cohorts).toBe(expectedCohorts);
+      // The first copy stayed: the customer's revenue is that of its first copies.
+      const revenue: Record<string, number> = {};
+      for (const t of firstCopies.values()) {
+        if (t.customerId === first.customerId && (t.type === 'purchase' || t.type === 'renewal')) {
+          revenue[t.properties.amount!.currency] = (revenue[t.properties.amount!.currency] ?? 0) + t.properties.amount!.amountMinor;
+        }
+      }
+      const row = customers.trim().split('\n').map((line) => JSON.parse(line) as { customerId: string; revenue: unknown }).find((r) => r.customerId === first.customerId);
+      expect(row?.revenue).toEqual(revenue);
 
-      const dead = await readTopic(brokers, `${topic}.dlq`, invalid.length);
-      expect([...dead].sort()).toEqual(invalid.map(asDeadLetter).sort());
-      // Repartitioned exactly once, although `a` died mid-transaction: read_committed sees each
-      // valid input line once in the internal topic.
-      const repartitioned = await readTopic(brokers, `${topic}.by-customer`, produced.accepted);
-      expect(repartitioned).toHaveLength(produced.accepted);
+      // Recorded: each distinct valid id once, the conflicting id with its first copy's content.
+      const db = await openLifecycleStore({ databaseUrl: database.url });
+      try {
+        const recorded = await recordedTouchpoints(db);
+        expect(recorded.map((t) => t.id).sort()).toEqual([...firstCopies.keys()].sort());
+        expect((recorded.find((t) => t.id === first.id) as Line | undefined)?.properties.amount).toEqual(first.properties.amount);
+      } finally {
+        await db.close();
+      }
+
+      // The DLQ: each invalid line exactly once (from `produce`), with its reason; the conflicting
+      // copy from the project stage as id_conflict (at least once: it is sent before the COMMIT).
+      const dead = await readMessages(brokers, `${topic}.dlq`, invalid.length + 1);
+      expect(deadLetterEntries(dead.filter((m) => m.value !== conflicting))).toEqual(expectedDeadLetters(invalid, noiseFaultReason));
+      const conflicts = dead.filter((m) => m.value === conflicting);
+      expect(conflicts.length).toBeGreaterThanOrEqual(1);
+      expect(new Set(conflicts.map((m) => `${m.headers['lifecycle-reason']} from ${m.headers['lifecycle-topic']}`))).toEqual(new Set([`id_conflict from ${topic}.by-customer`]));
+      // Repartitioned exactly once, although `a` died: read_committed sees each valid input line once.
+      const repartitioned = await readTopic(brokers, `${topic}.by-customer`, valid.length);
+      expect(repartitioned.sort()).toEqual([...valid].sort());
 
       await lifecycle(['replay', '--database', database.url]);
       expect((await lifecycle(['export', 'customers', '--database', database.url])).stdout).toBe(expectedCustomers);
     } finally {
+      await killProjectors();
       await database.drop();
     }
   }, 240_000);
