@@ -1,53 +1,132 @@
 import fc from 'fast-check';
-import { parseLifecycleConfig, parseTouchpoint, type LifecycleConfig, type Touchpoint } from '@lifecycle/contracts';
-import { generateTouchpoints, withDeliveryNoise } from '@lifecycle/generator';
-import { exportProjection, ingestLines, openLifecycleStore, replay } from '@lifecycle/projection';
+import { parseLifecycleConfig, type LifecycleConfig } from '@lifecycle/contracts';
+import { generateTouchpoints } from '@lifecycle/generator';
+import { exportProjection, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
+import type { SqlDatabase } from '@lifecycle/sql';
 import { oracleExport } from '../oracle/batch-oracle.js';
+import { oracleIntake, type OracleIntake } from '../oracle/intake.js';
+import { FAULTS, EDGES, Rng, asObj, conflictingVersion, jsonText, oracleNoisyLines, type Obj } from '../oracle/noise.js';
 
-/** Ingests each group of lines as a separate run into a fresh in-memory store; returns the export. */
-async function ingestRuns(runs: readonly string[][], config: LifecycleConfig, asOf?: number, batchSize = 97) {
+// The product's `ingest` and the oracle (test/oracle: its own validation, deduplication, noise
+// and fold; nothing shared with packages/contracts, domain, projection or readmodel) get the same
+// raw lines; the exports and every line's fate (accepted, duplicate, or the dead-letter reason)
+// must be the same.
+
+/**
+ * KNOWN PRODUCT BUG (issue 12): a copy of a conflicting touchpoint redelivered in a later batch is
+ * misclassified (see the `failing` test at the end). Until it is fixed, the noise never redelivers
+ * a touchpoint that has an id conflict; once the `failing` test fails, set this to true and make
+ * that test a plain one.
+ */
+const REDELIVER_CONFLICTING = false;
+
+interface Run {
+  summary: IngestSummary;
+  letters: DeadLetter[];
+}
+
+/** Ingests each group of lines as a separate `ingest` run into one fresh in-memory store. */
+async function ingestRuns(db: SqlDatabase, runs: readonly (readonly Uint8Array[])[], config: LifecycleConfig, batchSize = 97): Promise<Run[]> {
+  const out: Run[] = [];
+  for (const lines of runs) {
+    const letters: DeadLetter[] = [];
+    const summary = await ingestLines(db, lines, { config, batchSize, onDeadLetters: async (l) => void letters.push(...l) });
+    out.push({ summary, letters });
+  }
+  return out;
+}
+
+async function withStore<T>(work: (db: SqlDatabase) => Promise<T>): Promise<T> {
   const db = await openLifecycleStore({ dataDir: undefined as unknown as string });
   try {
-    for (const lines of runs) await ingestLines(db, lines, { config, batchSize });
-    return await exportProjection(db, config, asOf);
+    return await work(db);
   } finally {
     await db.close();
   }
 }
 
-const validOf = (lines: readonly string[]): Touchpoint[] =>
-  lines.flatMap((line) => {
-    const parsed = parseTouchpoint(line);
-    return parsed.ok ? [parsed.touchpoint] : [];
+/**
+ * Every line of every run: the product's dead letters (line, reason) equal the oracle's rejected
+ * lines, every field the product names for an invalid_field is one the oracle found wrong, and
+ * the summaries count what the oracle counts.
+ */
+function expectSameFates(runs: readonly (readonly Uint8Array[])[], ingested: readonly Run[], oracle: OracleIntake): void {
+  let offset = 0;
+  runs.forEach((lines, r) => {
+    const expected = oracle.lines.slice(offset, offset + lines.length);
+    offset += lines.length;
+    const { summary, letters } = ingested[r]!;
+    const actual = [...letters].sort((a, b) => a.line - b.line);
+    expect(actual.map((l) => `run ${r} line ${l.line}: ${l.reason}`)).toEqual(
+      expected.flatMap((o, i) => (o.outcome === 'rejected' ? [`run ${r} line ${i + 1}: ${o.reason}`] : [])),
+    );
+    const strayPaths = actual.flatMap((l) => {
+      const o = expected[l.line - 1]!;
+      if (l.reason !== 'invalid_field' || o.outcome !== 'rejected') return [];
+      return l.issues.filter((issue) => !o.paths.includes(issue.path)).map((issue) => `run ${r} line ${l.line}: ${issue.path} (oracle: ${o.paths.join(', ')})`);
+    });
+    expect(strayPaths).toEqual([]);
+    const count = (what: string) => expected.filter((o) => o.outcome === what).length;
+    expect({ lines: summary.lines, accepted: summary.accepted, duplicates: summary.duplicates }).toEqual({ lines: lines.length, accepted: count('accepted'), duplicates: count('duplicate') });
   });
+}
 
 const ndjson = (rows: readonly object[]) => rows.map((r) => JSON.stringify(r)).join('\n');
 
-describe('export equals an independent batch recomputation (SPEC §3–§5, §7)', () => {
-  const lines = [...withDeliveryNoise(generateTouchpoints({ customers: 150, seed: 11, months: 8 }), { seed: 11, duplicateRate: 0.05, invalidRate: 0.03, lateRate: 0.05 })];
-  const valid = validOf(lines);
+describe('export equals an independent recomputation from the raw noisy lines (SPEC §2–§5, §7)', () => {
+  const base = [...generateTouchpoints({ customers: 150, seed: 11, months: 8 })];
+  const noisy = oracleNoisyLines(base, {
+    seed: 11,
+    redeliveryRate: 0.06,
+    lateRate: 0.05,
+    invalidRate: 0.1,
+    conflictRate: 0.04,
+    edgeRate: 0.05,
+    blankRate: 0.01,
+    redeliverConflicting: REDELIVER_CONFLICTING,
+  });
+  const lines = noisy.map((l) => l.bytes);
+  const oracle = oracleIntake(lines);
 
   test.each([
     ['month, UTC', {}],
     ['week, America/New_York', { cohort: { granularity: 'week', timeZone: 'America/New_York' } }],
     ['day, Asia/Kolkata, short churn windows', { cohort: { granularity: 'day', timeZone: 'Asia/Kolkata' }, churn: { inactivityDays: 20, paymentGraceDays: 3 }, loyalty: { minPayments: 3 } }],
-  ])('%s, at the latest instant and at earlier ones', async (_name, settings) => {
+  ])('%s: every line’s fate, and the export at the latest instant and at earlier ones', async (_name, settings) => {
     const config = parseLifecycleConfig(settings);
-    const latest = await ingestRuns([lines], config);
-    const expected = oracleExport(valid, config);
-    expect(ndjson(latest.customers)).toEqual(ndjson(expected.customers));
-    expect(ndjson(latest.cohorts)).toEqual(ndjson(expected.cohorts));
-    expect(latest.customers.length).toBeGreaterThan(30);
-    for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00']) {
-      const db = await ingestRuns([lines], config, Date.parse(asOf));
-      const oracle = oracleExport(valid, config, asOf);
-      expect(ndjson(db.customers)).toEqual(ndjson(oracle.customers));
-      expect(ndjson(db.cohorts)).toEqual(ndjson(oracle.cohorts));
-    }
+    await withStore(async (db) => {
+      const runs = [lines];
+      expectSameFates(runs, await ingestRuns(db, runs, config), oracle);
+      const latest = await exportProjection(db, config);
+      const expected = oracleExport(oracle.accepted, config);
+      expect(ndjson(latest.customers)).toEqual(ndjson(expected.customers));
+      expect(ndjson(latest.cohorts)).toEqual(ndjson(expected.cohorts));
+      expect(latest.customers.length).toBeGreaterThan(30);
+      for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00']) {
+        const earlier = await exportProjection(db, config, Date.parse(asOf));
+        const atAsOf = oracleExport(oracle.accepted, config, asOf);
+        expect(ndjson(earlier.customers)).toEqual(ndjson(atAsOf.customers));
+        expect(ndjson(earlier.cohorts)).toEqual(ndjson(atAsOf.cohorts));
+      }
+    });
   });
 
-  test('the generated stream exercises every stage, both churn reasons and reactivations', () => {
-    const { customers } = oracleExport(valid, parseLifecycleConfig({}));
+  test('the noisy lines exercise every rejection reason, every fault and edge, id conflicts won either way, and every stage', () => {
+    const reasons = new Set(oracle.lines.flatMap((o) => (o.outcome === 'rejected' ? [o.reason] : [])));
+    expect(reasons).toEqual(new Set(['malformed_json', 'payload_too_large', 'not_an_object', 'unknown_type', 'invalid_field', 'id_conflict']));
+    const kinds = new Set(noisy.map((l) => l.kind.replace(/^late /, '')));
+    for (const f of FAULTS) expect(kinds).toContain(`fault:${f.kind}`);
+    for (const e of EDGES) expect(kinds).toContain(`edge:${e.kind}`);
+    expect(noisy.some((l) => l.kind.startsWith('late '))).toBe(true);
+    expect(noisy.some((l) => l.kind.startsWith('redelivery:'))).toBe(true);
+    expect(oracle.lines.some((o) => o.outcome === 'blank')).toBe(true);
+    // A conflicting version that came first (it stays), and one that came second.
+    const fateOf = (kind: RegExp) => new Set(noisy.flatMap((l, i) => (kind.test(l.kind) ? [oracle.lines[i]!.outcome] : [])));
+    expect(fateOf(/^conflict:.*:before$/)).toEqual(new Set(['accepted']));
+    expect(fateOf(/^conflict:/)).toContain('rejected');
+    expect(oracle.accepted).toHaveLength(base.length);
+
+    const { customers } = oracleExport(oracle.accepted, parseLifecycleConfig({}));
     const stages = new Set(customers.map((c) => c.stage));
     for (const stage of ['reached', 'acquired', 'converted', 'retained', 'loyal', 'churned']) expect(stages).toContain(stage);
     expect(new Set(customers.map((c) => c.churnReason))).toEqual(new Set([null, 'inactivity', 'payment_failure']));
@@ -56,44 +135,113 @@ describe('export equals an independent batch recomputation (SPEC §3–§5, §7)
 
   test('replay from the streams reproduces the read models', async () => {
     const config = parseLifecycleConfig({});
-    const db = await openLifecycleStore({ dataDir: undefined as unknown as string });
-    try {
-      await ingestLines(db, lines, { config, batchSize: 50 });
+    await withStore(async (db) => {
+      await ingestRuns(db, [lines], config, 50);
       const before = await exportProjection(db, config);
       await replay(db, config);
       expect(await exportProjection(db, config)).toEqual(before);
-    } finally {
-      await db.close();
-    }
+    });
   });
 });
 
-describe('arrival order, redelivery and splitting never change the export (SPEC §6.1)', () => {
-  const base = [...generateTouchpoints({ customers: 12, seed: 5, months: 6 })].map((t) => JSON.stringify(t));
+describe('arrival order, redelivery, id conflicts and splitting: the export and every line as the oracle says (SPEC §6.1)', () => {
+  const touchpoints = [...generateTouchpoints({ customers: 12, seed: 5, months: 6 })];
+  const base: Uint8Array[] = touchpoints.map((t) => Buffer.from(JSON.stringify(t)));
   const config = parseLifecycleConfig({ churn: { inactivityDays: 30 } });
-  let expected: string;
-  beforeAll(() => {
-    const oracle = oracleExport(validOf(base), config);
-    expected = ndjson(oracle.customers) + '\n' + ndjson(oracle.cohorts);
-  });
 
-  test('shuffled, duplicated and split into several ingest runs', async () => {
+  test('shuffled, duplicated, with conflicting versions and invalid lines, split into several ingest runs', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.shuffledSubarray(base, { minLength: base.length, maxLength: base.length }),
+        // Indices, not lines: a counterexample stays readable.
+        fc.shuffledSubarray([...base.keys()], { minLength: base.length, maxLength: base.length }),
+        fc.uniqueArray(fc.record({ index: fc.nat(base.length - 1), seed: fc.nat(), at: fc.nat(), retried: fc.boolean() }), { maxLength: 6, selector: (c) => c.index }),
         fc.array(fc.nat(base.length - 1), { maxLength: 20 }),
-        fc.array(fc.nat(base.length), { minLength: 0, maxLength: 3 }),
+        fc.array(fc.record({ fault: fc.nat(FAULTS.length - 1), index: fc.nat(base.length - 1), at: fc.nat() }), { maxLength: 4 }),
+        fc.array(fc.nat(), { maxLength: 3 }),
         fc.integer({ min: 1, max: 40 }),
-        async (shuffled, redelivered, cuts, batchSize) => {
-          const delivered = [...shuffled, ...redelivered.map((i) => base[i]!)];
-          const bounds = [0, ...[...cuts].sort((a, b) => a - b), delivered.length];
+        async (shuffled, conflicts, redelivered, faults, cuts, batchSize) => {
+          const conflicted = new Set(conflicts.map((c) => c.index));
+          const delivered: Uint8Array[] = shuffled.map((i) => base[i]!);
+          // Redeliveries at the end, as after a consumer restart; conflicting versions (maybe retried
+          // at once) and invalid lines anywhere.
+          const again = redelivered.filter((i) => REDELIVER_CONFLICTING || !conflicted.has(i)).map((i) => base[i]!);
+          delivered.push(...again);
+          for (const c of conflicts) {
+            const version = Buffer.from(jsonText(conflictingVersion(asObj(touchpoints[c.index]!), new Rng(c.seed)).t));
+            delivered.splice(c.at % (delivered.length + 1), 0, ...(REDELIVER_CONFLICTING && c.retried ? [version, version] : [version]));
+          }
+          for (const f of faults) delivered.splice(f.at % (delivered.length + 1), 0, FAULTS[f.fault]!.line(asObj(touchpoints[f.index]!), new Rng(f.at)));
+          const bounds = [0, ...cuts.map((c) => c % (delivered.length + 1)).sort((a, b) => a - b), delivered.length];
           const runs = bounds.slice(1).map((end, i) => delivered.slice(bounds[i], end));
-          const result = await ingestRuns(runs, config, undefined, batchSize);
-          expect(ndjson(result.customers) + '\n' + ndjson(result.cohorts)).toEqual(expected);
+
+          const oracle = oracleIntake(delivered);
+          const expected = oracleExport(oracle.accepted, config);
+          await withStore(async (db) => {
+            expectSameFates(runs, await ingestRuns(db, runs, config, batchSize), oracle);
+            const result = await exportProjection(db, config);
+            expect(ndjson(result.customers) + '\n' + ndjson(result.cohorts)).toEqual(ndjson(expected.customers) + '\n' + ndjson(expected.cohorts));
+          });
         },
       ),
-      { numRuns: 12 },
+      // No shrinking: each try ingests anew, and a first counterexample (with its seed) says enough.
+      { numRuns: 12, endOnFailure: true },
     );
     // 12 runs of up to hundreds of small transactions: ~45 s alone, more beside other test files.
   }, 180_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Known divergences of the product from SPEC §2 / the README, found by the oracle (issue 12).
+// Each test is `failing` while the product diverges: once the product is fixed it fails, and
+// then it becomes a plain test (for the first one, also set REDELIVER_CONFLICTING).
+// ---------------------------------------------------------------------------------------------
+
+describe('known product divergences (issue 12)', () => {
+  const config = parseLifecycleConfig({});
+  const fatesOf = async (runs: readonly (readonly Uint8Array[])[]) =>
+    withStore(async (db) => {
+      const ingested = await ingestRuns(db, runs, config);
+      return { product: ingested.map((r) => r.letters.map((l) => `${l.line}: ${l.reason}`)), recorded: await recordedTouchpoints(db) };
+    });
+  const oracleFates = (runs: readonly (readonly Uint8Array[])[]) => {
+    const lines = oracleIntake(runs.flat()).lines;
+    let offset = 0;
+    return runs.map((run) => {
+      const mine = lines.slice(offset, offset + run.length);
+      offset += run.length;
+      return mine.flatMap((o, i) => (o.outcome === 'rejected' ? [`${i + 1}: ${o.reason}`] : []));
+    });
+  };
+  const purchase = (amount: object): Buffer =>
+    Buffer.from(jsonText({ id: 'p1', type: 'purchase', occurredAt: '2024-01-01T00:00:00Z', customerId: 'c1', properties: { orderId: 'o1', amount } } as Obj));
+  const referral = (fields: object): Buffer => Buffer.from(jsonText({ id: 'r1', type: 'referral', occurredAt: '2024-01-01T00:00:00Z', customerId: 'c1', ...fields } as Obj));
+
+  test.failing('id conflicts: in a batch after the first copy was recorded, a repeated conflicting copy is called a duplicate and the recorded content an id_conflict', async () => {
+    const A = purchase({ amountMinor: 1, currency: 'EUR' });
+    const B = purchase({ amountMinor: 2, currency: 'EUR' });
+    // Run 2 is one batch: B conflicts with the recorded A, so does B again; A again is a duplicate.
+    const runs = [[A], [B, B, A]];
+    expect(oracleFates(runs)).toEqual([[], ['1: id_conflict', '2: id_conflict']]);
+    expect((await fatesOf(runs)).product).toEqual(oracleFates(runs)); // product: [[], ['1: id_conflict', '3: id_conflict']]
+  });
+
+  test.failing('free text: DEL and C1 control characters (README: only tab, LF and CR) are accepted', async () => {
+    const runs = [[referral({ source: 'billing\u007f' }), referral({ id: 'r2', source: 'billing\u009b2J' }), referral({ id: 'r3', properties: { code: 'x\u0085' } })]];
+    expect(oracleFates(runs)).toEqual([['1: invalid_field', '2: invalid_field', '3: invalid_field']]);
+    expect((await fatesOf(runs)).product).toEqual(oracleFates(runs)); // product: [[]]
+  });
+
+  test.failing('Money: an unknown field inside amount or cost is dropped (SPEC §2: unknown extra fields are kept), so a copy that differs there is a duplicate', async () => {
+    const runs = [[purchase({ amountMinor: 1, currency: 'EUR', note: 'a' })], [purchase({ amountMinor: 1, currency: 'EUR', note: 'b' })]];
+    expect(oracleFates(runs)).toEqual([[], ['1: id_conflict']]);
+    const { product, recorded } = await fatesOf(runs);
+    expect(recorded.map((t) => t.properties)).toEqual([{ orderId: 'o1', amount: { amountMinor: 1, currency: 'EUR', note: 'a' } }]);
+    expect(product).toEqual(oracleFates(runs)); // product: [[], []], and the note is gone
+  });
+
+  test.failing('free text has length limits SPEC §2 and the README do not state (source, campaign, reason: 256; plan, code: 128 code points)', async () => {
+    const runs = [[referral({ source: 's'.repeat(257) }), referral({ id: 'r2', properties: { code: 'c'.repeat(129) } })]];
+    expect(oracleFates(runs)).toEqual([[]]);
+    expect((await fatesOf(runs)).product).toEqual(oracleFates(runs)); // product: [['1: invalid_field', '2: invalid_field']]
+  });
 });

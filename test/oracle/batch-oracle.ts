@@ -5,6 +5,8 @@
  * canonical order, walk each customer from scratch and derive its row, then build the cohort
  * table from the customer results. It shares no code with packages/domain, projection or
  * readmodel on purpose: acceptance tests compare the incremental implementation against it.
+ * Its input is the distinct valid touchpoints; the raw lines before that are intake.ts's business
+ * (validation and deduplication), the noisy delivery noise.ts's.
  */
 import { DateTime } from 'luxon';
 import type { ChurnReason, CohortRow, CustomerRow, Granularity, LifecycleConfig, Revenue, Stage, Touchpoint } from '@lifecycle/contracts';

@@ -166,15 +166,15 @@ describe('generateTouchpoints', () => {
     expect(rows.length).toBe(customers);
   });
 
-  test('is lazy: the first touchpoints of a huge population come at once', () => {
-    const started = performance.now();
+  // No time limit (speed is the bench's business): a generator that simulated the 62.5 million
+  // customers and visitors before its first touchpoint would never get there, running out of memory.
+  test('is lazy: the first touchpoints of a population of 50 million come without simulating it whole', () => {
     const first: Touchpoint[] = [];
     for (const t of generateTouchpoints({ customers: 50_000_000, seed: 1 })) {
       first.push(t);
       if (first.length === 1000) break;
     }
     expect(first).toHaveLength(1000);
-    expect(performance.now() - started).toBeLessThan(2000);
   });
 
   test('no customers, no touchpoints; nonsense options are refused', () => {

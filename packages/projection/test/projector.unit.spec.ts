@@ -1,5 +1,4 @@
-import { DEFAULT_CONFIG, type Touchpoint } from '@lifecycle/contracts';
-import { groupByCustomer, projectAsOf } from '@lifecycle/domain';
+import { DEFAULT_CONFIG, type CohortRow, type CustomerRow, type Touchpoint } from '@lifecycle/contracts';
 import { advanceWatermark, exportProjection, openLifecycleStore, projectBatch, readCustomerStream, replay } from '@lifecycle/projection';
 import { sqlEventStore } from '@lifecycle/eventstore';
 import type { SqlDatabase } from '@lifecycle/sql';
@@ -17,10 +16,78 @@ const history: Touchpoint[] = [
   { id: 'x1', type: 'referral', occurredAt: '2024-06-02T00:00:00Z', customerId: 'c', properties: {} },
 ];
 
-const expected = () => {
-  const { inputs, latest } = groupByCustomer(history);
-  return projectAsOf(inputs, latest, DEFAULT_CONFIG);
+// Expected read models, worked out by hand from SPEC §3–§4 with the default settings (grace 14
+// days, inactivity 60 days, monthly UTC cohorts); never from the product's own fold.
+//   a: registered 01-02 without channel, so the channel is that of its visitor v1's impression
+//      (social); paid 01-03, nothing after: churns at 01-03 + 60 days = 03-03 (inactivity).
+//   b: registered 01-05 by email, paid 01-06; failure 02-01, recovered by the renewal 02-10
+//      (within 02-01 + 14 days); then nothing: churns at 02-10 + 60 days = 04-10 (inactivity).
+//   c: only a referral: a customer row, reached, not acquired (no cohort, no channel).
+const customerA: CustomerRow = {
+  customerId: 'a',
+  stage: 'churned',
+  acquiredAt: '2024-01-02T00:00:00.000Z',
+  cohort: '2024-01',
+  channel: 'social',
+  convertedAt: '2024-01-03T00:00:00.000Z',
+  churnedAt: '2024-03-03T00:00:00.000Z',
+  churnReason: 'inactivity',
+  payments: 1,
+  reactivations: 0,
+  referrals: 0,
+  revenue: { USD: 1000 },
 };
+const customerB: CustomerRow = {
+  customerId: 'b',
+  stage: 'churned',
+  acquiredAt: '2024-01-05T00:00:00.000Z',
+  cohort: '2024-01',
+  channel: 'email',
+  convertedAt: '2024-01-06T00:00:00.000Z',
+  churnedAt: '2024-04-10T00:00:00.000Z',
+  churnReason: 'inactivity',
+  payments: 2,
+  reactivations: 0,
+  referrals: 0,
+  revenue: { USD: 1000 },
+};
+const customerC: CustomerRow = {
+  customerId: 'c',
+  stage: 'reached',
+  acquiredAt: null,
+  cohort: null,
+  channel: null,
+  convertedAt: null,
+  churnedAt: null,
+  churnReason: null,
+  payments: 0,
+  reactivations: 0,
+  referrals: 1,
+  revenue: {},
+};
+const cell = (periodIndex: number, period: string, fields: Partial<CohortRow> = {}): CohortRow => ({
+  cohort: '2024-01',
+  periodIndex,
+  period,
+  size: 2,
+  converted: 2,
+  active: 0,
+  churned: 0,
+  reactivated: 0,
+  revenue: {},
+  ...fields,
+});
+/** Cohort 2024-01 (a and b) from January to June: both converted in January. */
+const cohorts: CohortRow[] = [
+  cell(0, '2024-01', { active: 2, revenue: { USD: 1500 } }),
+  cell(1, '2024-02', { active: 1, revenue: { USD: 500 } }),
+  cell(2, '2024-03', { churned: 1 }),
+  cell(3, '2024-04', { churned: 1 }),
+  cell(4, '2024-05'),
+  cell(5, '2024-06'),
+];
+/** As of the latest touchpoint, c's referral on 2024-06-02. */
+const expected = () => ({ asOf: Date.parse('2024-06-02T00:00:00Z'), customers: [customerA, customerB, customerC], cohorts });
 
 describe('projector on the embedded store', () => {
   let db: SqlDatabase;
@@ -48,6 +115,10 @@ describe('projector on the embedded store', () => {
   test('a late touchpoint appends a correction to the stream, and replay rebuilds the same read models', async () => {
     await db.transaction((tx) => projectBatch(tx, history.filter((t) => t.id !== 'p3'), DEFAULT_CONFIG));
     await db.transaction((tx) => projectBatch(tx, [history[7]!], DEFAULT_CONFIG)); // time passes: b churns
+    // Without the renewal, b's failure of 02-01 is not recovered: churned at 02-01 + 14 days, before
+    // its inactivity deadline (01-06 + 60 days = 03-06).
+    const beforeRenewal = { ...customerB, churnedAt: '2024-02-15T00:00:00.000Z', churnReason: 'payment_failure', payments: 1, revenue: { USD: 500 } };
+    expect((await exportProjection(db, DEFAULT_CONFIG)).customers).toEqual([customerA, beforeRenewal, customerC]);
     await db.transaction((tx) => projectBatch(tx, [history[6]!], DEFAULT_CONFIG)); // the renewal arrives late
     const stream = (await sqlEventStore(db).readStreams(['customer-b'])).get('customer-b')!;
     const types = stream.map((e) => e.type);
@@ -71,8 +142,8 @@ describe('projector on the embedded store', () => {
     const now = Date.parse('2024-06-01T00:00:00Z');
     const first = await db.transaction((tx) => advanceWatermark(tx, now, DEFAULT_CONFIG));
     expect(first.stageChanges.filter((e) => e.type === 'CustomerChurned').map((e) => e.at.slice(0, 10)).sort()).toEqual(['2024-03-03', '2024-04-10']);
-    const { inputs } = groupByCustomer(known);
-    expect(await exportProjection(db, DEFAULT_CONFIG)).toEqual(projectAsOf(inputs, now, DEFAULT_CONFIG));
+    // As of 06-01 (June has started), without c's referral.
+    expect(await exportProjection(db, DEFAULT_CONFIG)).toEqual({ asOf: now, customers: [customerA, customerB], cohorts });
 
     // Again, or to an earlier instant: nothing new, nothing doubled in the streams.
     expect((await db.transaction((tx) => advanceWatermark(tx, now, DEFAULT_CONFIG))).stageChanges).toEqual([]);

@@ -2,6 +2,18 @@ import pg from 'pg';
 import { openPostgres } from '@lifecycle/sql';
 import { createTestDatabase } from '../../../test/support/postgres.js';
 
+/** TCP sockets this process holds open (the pool's connections and the admin client's). */
+const openSockets = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+
+/** Polls `condition` every 10 ms; fails once `timeoutMs` passed without it. */
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 describe('PostgreSQL connections', () => {
   test('an idle connection the server terminates is replaced, not fatal', async () => {
     const { url, drop } = await createTestDatabase();
@@ -10,8 +22,10 @@ describe('PostgreSQL connections', () => {
     try {
       const [{ pid }] = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')) as [{ pid: number }];
       await admin.connect();
+      const sockets = openSockets();
       await admin.query('SELECT pg_terminate_backend($1)', [pid]);
-      await new Promise((resolve) => setTimeout(resolve, 200)); // the pool hears of it while idle
+      // The pool hears of it while idle: the terminated connection's socket closes on our side.
+      await until(() => openSockets() < sockets);
       const [{ other }] = (await db.query<{ other: number }>('SELECT pg_backend_pid() AS other')) as [{ other: number }];
       expect(other).not.toBe(pid);
     } finally {
