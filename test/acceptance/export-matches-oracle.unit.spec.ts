@@ -12,14 +12,6 @@ import { FAULTS, EDGES, Rng, asObj, conflictingVersion, jsonText, oracleNoisyLin
 // raw lines; the exports and every line's fate (accepted, duplicate, or the dead-letter reason)
 // must be the same.
 
-/**
- * KNOWN PRODUCT BUG (issue 12): a copy of a conflicting touchpoint redelivered in a later batch is
- * misclassified (see the `failing` test at the end). Until it is fixed, the noise never redelivers
- * a touchpoint that has an id conflict; once the `failing` test fails, set this to true and make
- * that test a plain one.
- */
-const REDELIVER_CONFLICTING = false;
-
 interface Run {
   summary: IngestSummary;
   letters: DeadLetter[];
@@ -83,7 +75,7 @@ describe('export equals an independent recomputation from the raw noisy lines (S
     conflictRate: 0.04,
     edgeRate: 0.05,
     blankRate: 0.01,
-    redeliverConflicting: REDELIVER_CONFLICTING,
+    redeliverConflicting: true,
   });
   const lines = noisy.map((l) => l.bytes);
   const oracle = oracleIntake(lines);
@@ -160,15 +152,14 @@ describe('arrival order, redelivery, id conflicts and splitting: the export and 
         fc.array(fc.nat(), { maxLength: 3 }),
         fc.integer({ min: 1, max: 40 }),
         async (shuffled, conflicts, redelivered, faults, cuts, batchSize) => {
-          const conflicted = new Set(conflicts.map((c) => c.index));
           const delivered: Uint8Array[] = shuffled.map((i) => base[i]!);
           // Redeliveries at the end, as after a consumer restart; conflicting versions (maybe retried
           // at once) and invalid lines anywhere.
-          const again = redelivered.filter((i) => REDELIVER_CONFLICTING || !conflicted.has(i)).map((i) => base[i]!);
+          const again = redelivered.map((i) => base[i]!);
           delivered.push(...again);
           for (const c of conflicts) {
             const version = Buffer.from(jsonText(conflictingVersion(asObj(touchpoints[c.index]!), new Rng(c.seed)).t));
-            delivered.splice(c.at % (delivered.length + 1), 0, ...(REDELIVER_CONFLICTING && c.retried ? [version, version] : [version]));
+            delivered.splice(c.at % (delivered.length + 1), 0, ...(c.retried ? [version, version] : [version]));
           }
           for (const f of faults) delivered.splice(f.at % (delivered.length + 1), 0, FAULTS[f.fault]!.line(asObj(touchpoints[f.index]!), new Rng(f.at)));
           const bounds = [0, ...cuts.map((c) => c % (delivered.length + 1)).sort((a, b) => a - b), delivered.length];
@@ -190,13 +181,8 @@ describe('arrival order, redelivery, id conflicts and splitting: the export and 
   }, 180_000);
 });
 
-// ---------------------------------------------------------------------------------------------
-// Known divergences of the product from SPEC §2 / the README, found by the oracle (issue 12).
-// Each test is `failing` while the product diverges: once the product is fixed it fails, and
-// then it becomes a plain test (for the first one, also set REDELIVER_CONFLICTING).
-// ---------------------------------------------------------------------------------------------
-
-describe('known product divergences (issue 12)', () => {
+// Divergences of the product from SPEC §2 / the README that the oracle found, fixed: regressions.
+describe('what the oracle found (issue 12)', () => {
   const config = parseLifecycleConfig({});
   const fatesOf = async (runs: readonly (readonly Uint8Array[])[]) =>
     withStore(async (db) => {
@@ -216,32 +202,32 @@ describe('known product divergences (issue 12)', () => {
     Buffer.from(jsonText({ id: 'p1', type: 'purchase', occurredAt: '2024-01-01T00:00:00Z', customerId: 'c1', properties: { orderId: 'o1', amount } } as Obj));
   const referral = (fields: object): Buffer => Buffer.from(jsonText({ id: 'r1', type: 'referral', occurredAt: '2024-01-01T00:00:00Z', customerId: 'c1', ...fields } as Obj));
 
-  test.failing('id conflicts: in a batch after the first copy was recorded, a repeated conflicting copy is called a duplicate and the recorded content an id_conflict', async () => {
+  test('id conflicts: in a batch after the first copy was recorded, a repeated conflicting copy is an id_conflict and the recorded content a duplicate', async () => {
     const A = purchase({ amountMinor: 1, currency: 'EUR' });
     const B = purchase({ amountMinor: 2, currency: 'EUR' });
     // Run 2 is one batch: B conflicts with the recorded A, so does B again; A again is a duplicate.
     const runs = [[A], [B, B, A]];
     expect(oracleFates(runs)).toEqual([[], ['1: id_conflict', '2: id_conflict']]);
-    expect((await fatesOf(runs)).product).toEqual(oracleFates(runs)); // product: [[], ['1: id_conflict', '3: id_conflict']]
+    expect((await fatesOf(runs)).product).toEqual(oracleFates(runs));
   });
 
-  test.failing('free text: DEL and C1 control characters (README: only tab, LF and CR) are accepted', async () => {
+  test('free text: DEL and C1 control characters are refused (README: only tab, LF and CR)', async () => {
     const runs = [[referral({ source: 'billing\u007f' }), referral({ id: 'r2', source: 'billing\u009b2J' }), referral({ id: 'r3', properties: { code: 'x\u0085' } })]];
     expect(oracleFates(runs)).toEqual([['1: invalid_field', '2: invalid_field', '3: invalid_field']]);
-    expect((await fatesOf(runs)).product).toEqual(oracleFates(runs)); // product: [[]]
+    expect((await fatesOf(runs)).product).toEqual(oracleFates(runs));
   });
 
-  test.failing('Money: an unknown field inside amount or cost is dropped (SPEC §2: unknown extra fields are kept), so a copy that differs there is a duplicate', async () => {
+  test('Money: an unknown field inside amount or cost is kept (SPEC §2), so a copy that differs there is an id_conflict', async () => {
     const runs = [[purchase({ amountMinor: 1, currency: 'EUR', note: 'a' })], [purchase({ amountMinor: 1, currency: 'EUR', note: 'b' })]];
     expect(oracleFates(runs)).toEqual([[], ['1: id_conflict']]);
     const { product, recorded } = await fatesOf(runs);
     expect(recorded.map((t) => t.properties)).toEqual([{ orderId: 'o1', amount: { amountMinor: 1, currency: 'EUR', note: 'a' } }]);
-    expect(product).toEqual(oracleFates(runs)); // product: [[], []], and the note is gone
+    expect(product).toEqual(oracleFates(runs));
   });
 
-  test.failing('free text has length limits SPEC §2 and the README do not state (source, campaign, reason: 256; plan, code: 128 code points)', async () => {
-    const runs = [[referral({ source: 's'.repeat(257) }), referral({ id: 'r2', properties: { code: 'c'.repeat(129) } })]];
-    expect(oracleFates(runs)).toEqual([[]]);
-    expect((await fatesOf(runs)).product).toEqual(oracleFates(runs)); // product: [['1: invalid_field', '2: invalid_field']]
+  test('free text has the README length limits (source, campaign, reason: 256; plan, code: 128 code points)', async () => {
+    const runs = [[referral({ source: 's'.repeat(257) }), referral({ id: 'r2', properties: { code: 'c'.repeat(129) } }), referral({ id: 'r3', source: 's'.repeat(256), properties: { code: 'c'.repeat(128) } })]];
+    expect(oracleFates(runs)).toEqual([['1: invalid_field', '2: invalid_field']]);
+    expect((await fatesOf(runs)).product).toEqual(oracleFates(runs));
   });
 });

@@ -167,12 +167,13 @@ class Checker {
     if (cps.length < 1 || cps.length > ORACLE_MAX_ID_CODE_POINTS || cps.some(isControl)) this.issue(join(path, key));
   }
 
-  /** Free text: any characters but control characters other than tab, line feed and carriage return. */
-  text(o: JsonObject, key: string, path: string): void {
+  /** Free text: at most `max` code points, no control characters other than tab, line feed and carriage return. */
+  text(o: JsonObject, key: string, path: string, max: number): void {
     if (!has(o, key)) return;
     const v = o[key];
     if (typeof v !== 'string' || hasNulOrLoneSurrogate(v)) return this.issue(join(path, key));
-    if (codePoints(v).some((cp) => isControl(cp) && cp !== 0x09 && cp !== 0x0a && cp !== 0x0d)) this.issue(join(path, key));
+    const cps = codePoints(v);
+    if (cps.length > max || cps.some((cp) => isControl(cp) && cp !== 0x09 && cp !== 0x0a && cp !== 0x0d)) this.issue(join(path, key));
   }
 
   /** Money: `amountMinor` an integer 0 … 2^53 − 1, `currency` three upper-case letters; other fields are kept. */
@@ -243,21 +244,21 @@ function checkFields(o: JsonObject, type: string): Checker {
   c.instant(o, 'occurredAt');
   c.identifier(o, 'customerId', '', type !== 'ad_impression');
   c.identifier(o, 'anonymousId', '', false);
-  c.text(o, 'source', '');
+  c.text(o, 'source', '', 256);
   const p = c.properties(o, type === 'ad_impression' || type === 'purchase' || type === 'renewal');
   switch (type) {
     case 'ad_impression':
       if (!has(o, 'customerId') && !has(o, 'anonymousId')) c.identifier(o, 'customerId', '', true);
       if (p) {
         c.identifier(p, 'channel', 'properties', true);
-        c.text(p, 'campaign', 'properties');
+        c.text(p, 'campaign', 'properties', 256);
         c.money(p, 'cost', 'properties', false);
       }
       break;
     case 'registration':
       if (p) {
         c.identifier(p, 'channel', 'properties', false);
-        c.text(p, 'campaign', 'properties');
+        c.text(p, 'campaign', 'properties', 256);
         c.identifier(p, 'referredBy', 'properties', false);
       }
       break;
@@ -271,20 +272,20 @@ function checkFields(o: JsonObject, type: string): Checker {
       if (p) {
         c.identifier(p, 'subscriptionId', 'properties', true);
         c.money(p, 'amount', 'properties', true);
-        c.text(p, 'plan', 'properties');
+        c.text(p, 'plan', 'properties', 128);
       }
       break;
     case 'payment_failure':
       if (p) {
         c.identifier(p, 'subscriptionId', 'properties', false);
         c.money(p, 'amount', 'properties', false);
-        c.text(p, 'reason', 'properties');
+        c.text(p, 'reason', 'properties', 256);
       }
       break;
     case 'referral':
       if (p) {
         c.identifier(p, 'referredCustomerId', 'properties', false);
-        c.text(p, 'code', 'properties');
+        c.text(p, 'code', 'properties', 128);
       }
       break;
   }

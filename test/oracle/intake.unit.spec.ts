@@ -57,7 +57,9 @@ describe('oracle intake: one line (SPEC §2, README "Input: touchpoints")', () =
     ['BEL in free text', jsonText(referral({ source: 'a\u0007' })), 'invalid_field source'],
     ['DEL in free text', jsonText(referral({ source: 'a\u007f' })), 'invalid_field source'],
     ['a C1 control (CSI) in free text', jsonText(referral({ properties: { code: 'x\u009b2J' } })), 'invalid_field properties.code'],
-    ['long free text: no limit in SPEC §2 or the README', jsonText(referral({ source: 's'.repeat(1000), properties: { code: 'c'.repeat(300) } })), 'valid'],
+    ['free text at its limits (README)', jsonText(referral({ source: '😀'.repeat(256), properties: { code: 'c'.repeat(128) } })), 'valid'],
+    ['free text past its limits (README)', jsonText(referral({ source: 's'.repeat(257) })), 'invalid_field source'],
+    ['a code past its limit (README)', jsonText(referral({ properties: { code: 'c'.repeat(129) } })), 'invalid_field properties.code'],
     // anywhere in the value
     ['NUL in an unknown field', jsonText(referral({ x_note: 'a\u0000' })), 'invalid_field x_note'],
     ['NUL in a field name', jsonText(referral({ 'x\u0000': 1 })), 'invalid_field x\u0000'],

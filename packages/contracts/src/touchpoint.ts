@@ -29,18 +29,19 @@ export const InstantSchema = z
 // What a store, a CSV cell or a terminal cannot take, decided per kind of string (SPEC §2):
 // identifiers and channels (keys, labels, file names of exports) hold no control character
 // (C0, DEL, C1) and no unpaired UTF-16 surrogate; free text may hold tab, line feed and
-// carriage return, nothing else of C0. Written as explicit ranges, not \p{Cc}, so that JSON
+// carriage return, no other control character. Written as explicit ranges, not \p{Cc}, so that JSON
 // Schema validators without Unicode property escapes read the same pattern; with the `u` flag
 // (ajv's default) the surrogate range matches only unpaired surrogates.
 const NO_CONTROL = /^[^\u0000-\u001F\u007F-\u009F\uD800-\uDFFF]*$/u;
-const TEXT = /^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF]*$/u;
+const TEXT = /^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\uD800-\uDFFF]*$/u;
 
 /** An id (`id`, `customerId`, …): 1–128 characters, no control character, no unpaired surrogate. */
 export const IdentifierSchema = z.string().min(1).max(128).regex(NO_CONTROL, 'must not contain control characters or unpaired surrogates');
 const identifier = IdentifierSchema;
 const text = (max: number) => z.string().max(max).regex(TEXT, 'must not contain control characters other than tab and line breaks, nor unpaired surrogates');
 
-export const MoneySchema = z.object({
+// Loose like every object of the contract: unknown extra fields are kept (SPEC §2).
+export const MoneySchema = z.looseObject({
   amountMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code of 3 upper-case letters'),
 });

@@ -65,23 +65,28 @@ function assertSameConfig(stored: LifecycleConfig | null, config: LifecycleConfi
   }
 }
 
-/** Splits a batch into new touchpoints, redeliveries and id conflicts (the first copy wins). */
+/**
+ * Splits a batch into new touchpoints, redeliveries and id conflicts. The first copy to arrive
+ * wins: each copy is compared with the recorded one, or, for an id new to the store, with the
+ * batch's first copy.
+ */
 async function sortOutKnown(sql: SqlExecutor, batch: readonly Touchpoint[]) {
-  const byId = new Map<string, Touchpoint>();
+  const recorded = await findTouchpoints(sql, [...new Set(batch.map((t) => t.id))]);
+  // As stored (a JSON round trip): only computed for the ids that come again.
+  const asStored = (t: Touchpoint) => JSON.parse(JSON.stringify(t)) as unknown;
+  const firstInBatch = new Map<string, Touchpoint>();
+  const fresh: Touchpoint[] = [];
   const duplicates: Touchpoint[] = [];
   const conflicts: Touchpoint[] = [];
-  const classify = (touchpoint: Touchpoint, known: unknown) =>
-    (isDeepStrictEqual(JSON.parse(JSON.stringify(touchpoint)), known) ? duplicates : conflicts).push(touchpoint);
   for (const touchpoint of batch) {
-    const first = byId.get(touchpoint.id);
-    if (first === undefined) byId.set(touchpoint.id, touchpoint);
-    else classify(touchpoint, JSON.parse(JSON.stringify(first)));
-  }
-  const recorded = await findTouchpoints(sql, [...byId.keys()]);
-  const fresh: Touchpoint[] = [];
-  for (const [id, touchpoint] of byId) {
-    if (recorded.has(id)) classify(touchpoint, recorded.get(id));
-    else fresh.push(touchpoint);
+    const first = firstInBatch.get(touchpoint.id);
+    if (!recorded.has(touchpoint.id) && first === undefined) {
+      firstInBatch.set(touchpoint.id, touchpoint);
+      fresh.push(touchpoint);
+      continue;
+    }
+    const winner = recorded.has(touchpoint.id) ? recorded.get(touchpoint.id) : asStored(first!);
+    (isDeepStrictEqual(asStored(touchpoint), winner) ? duplicates : conflicts).push(touchpoint);
   }
   return { fresh, duplicates, conflicts };
 }
