@@ -154,6 +154,7 @@ export class ProjectorService {
     if (messages.length > 0) this.lastInputAt = Date.now();
     // Each part commits its touchpoints with the offset past its last message; a touchpoint the
     // store refuses alone is dead-lettered and its offset committed, so the partition moves on.
+    let heartbeatFailure: unknown;
     const origin = (message: KafkaMessage) => ({ topic: batch.topic, partition: String(batch.partition), offset: message.offset });
     const commit = async (part: readonly KafkaMessage[], touchpoints: ReadonlyMap<Touchpoint, KafkaMessage>) => {
       const last = part[part.length - 1]!.offset;
@@ -170,8 +171,10 @@ export class ProjectorService {
         }),
       );
       resolveOffset(last);
-      await heartbeat();
       this.options.onBatch?.(outcome, (performance.now() - started) / 1000);
+      // A failed heartbeat (a rebalance) is no fault of this part, which is committed: it must not
+      // reach isolatePoison. Thrown once the chunk is done.
+      await heartbeat().catch((error: unknown) => (heartbeatFailure ??= error));
       logger.debug({ topic: batch.topic, partition: batch.partition, offset: last, accepted: outcome.accepted.length }, 'chunk projected');
     };
     const attempt = (part: readonly KafkaMessage[]) => {
@@ -204,6 +207,7 @@ export class ProjectorService {
     for (let i = 0; i < messages.length; i += chunkSize) {
       if (!isRunning() || isStale()) return;
       await isolatePoison(messages.slice(i, i + chunkSize), attempt, quarantine);
+      if (heartbeatFailure !== undefined) throw heartbeatFailure;
     }
   }
 

@@ -1,6 +1,3 @@
-import { ConcurrencyError } from '@lifecycle/eventstore';
-import { ConfigMismatchError } from './projector.js';
-
 // SQLSTATE classes an input value can cause: data exception (22: invalid byte sequence, value
 // out of range, …), integrity constraint violation (23), program limit exceeded (54: nesting too
 // deep, row too large). Every other class is the infrastructure (08 connection, 40 serialization
@@ -10,16 +7,15 @@ const DATA_CLASSES = new Set(['22', '23', '54']);
 
 /**
  * Whether a failed projection may be the fault of one of its touchpoints, so that splitting the
- * batch can find it. Errors without an SQLSTATE that are not I/O errors (a TypeError of a future
- * bug) may be, too; a concurrency conflict, the settings or a lost connection never are.
+ * batch can find it: the store refused a value (SQLSTATE 22, 23, 54), or our own code failed in a
+ * way a value can cause (a TypeError or RangeError of a future bug). Anything else — a concurrency
+ * conflict, other settings, a lost connection, a Kafka error such as a rebalance — is retried and
+ * never blamed on a touchpoint: quarantining a valid one would take it out of the read models.
  */
 export function mayBeCausedByInput(error: unknown): boolean {
-  if (error instanceof ConcurrencyError || error instanceof ConfigMismatchError) return false;
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return DATA_CLASSES.has(code.slice(0, 2));
-  if (typeof code === 'string') return false; // ECONNRESET, ETIMEDOUT, …
-  const message = error instanceof Error ? error.message : '';
-  return !/connection|terminat|timeout|socket/i.test(message);
+  return (error instanceof TypeError || error instanceof RangeError) && code === undefined;
 }
 
 /**

@@ -55,6 +55,9 @@ describe('isolatePoison: a batch the store refuses is split until the one item i
     ['a terminated connection', () => new Error('Connection terminated unexpectedly')],
     ['a concurrency conflict', () => new ConcurrencyError('customer-c', 1, 2)],
     ['other settings', () => new ConfigMismatchError('the read models were projected with other settings')],
+    // A heartbeat during a rebalance, after the part committed: blaming a touchpoint for it dead-lettered a stored one.
+    ['a Kafka rebalance', () => Object.assign(new Error('The group is rebalancing, so a rejoin is needed'), { name: 'KafkaJSProtocolError', code: 27, type: 'REBALANCE_IN_PROGRESS' })],
+    ['an error nobody classified', () => new Error('something else went wrong')],
   ])('%s is thrown at once, never blamed on an item', async (_name, error) => {
     const thrown = error();
     const s = store(new Set([5]), () => thrown);
