@@ -8,29 +8,12 @@ import { CHURN_REASONS, REJECTION_REASONS, STAGES, TOUCHPOINT_TYPES, parseTouchp
 import { cli, lifecycle } from '../support/cli.js';
 import { ensureBroker } from '../support/kafka.js';
 import { createTestDatabase } from '../support/postgres.js';
+import { parseExposition, type Series } from '../support/exposition.js';
 
 // SPEC §8: label values are bounded sets, never a customer id. A real projector process is scraped
 // after it projected a noisy stream; every lifecycle_* series must carry only the label names and
 // values of the README's metrics table.
 
-interface Series {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-function parseExposition(text: string): Series[] {
-  const series: Series[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match) throw new Error(`not a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, name, value] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[name!] = value!;
-    series.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return series;
-}
 
 const PARTITIONS = 4;
 const stages = new Set<string>(STAGES);

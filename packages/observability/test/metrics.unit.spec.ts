@@ -1,5 +1,6 @@
 import { CHURN_REASONS, REJECTION_REASONS, TOUCHPOINT_TYPES, type LifecycleEvent, type Touchpoint } from '@lifecycle/contracts';
 import { LifecycleMetrics, createRegistry } from '@lifecycle/observability';
+import { parseExposition } from '../../../test/support/exposition.js';
 
 const registration = (id: string): Touchpoint => ({ id, type: 'registration', occurredAt: '2025-01-01T00:00:00Z', customerId: id, properties: {} });
 const churn: LifecycleEvent = {
@@ -18,25 +19,6 @@ const reactivation: LifecycleEvent = {
   cause: { kind: 'touchpoint', touchpointId: 'r1', touchpointType: 'renewal' },
 };
 
-interface Series {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Every sample of a Prometheus text exposition, with its whole label set. */
-function parseExposition(text: string): Series[] {
-  const series: Series[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match) throw new Error(`not a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, name, value] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[name!] = value!;
-    series.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return series;
-}
 
 const sameLabels = (a: Record<string, string>, b: Record<string, string>) =>
   Object.keys(a).length === Object.keys(b).length && Object.entries(a).every(([k, v]) => b[k] === v);
