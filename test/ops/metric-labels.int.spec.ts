@@ -8,6 +8,7 @@ import { CHURN_REASONS, REJECTION_REASONS, STAGES, TOUCHPOINT_TYPES, parseTouchp
 import { cli, lifecycle } from '../support/cli.js';
 import { ensureBroker } from '../support/kafka.js';
 import { createTestDatabase } from '../support/postgres.js';
+import { exitWithin } from '../support/distributed.js';
 import { parseExposition, type Series } from '../support/exposition.js';
 
 // SPEC §8: label values are bounded sets, never a customer id. A real projector process is scraped
@@ -152,10 +153,7 @@ describe('labels of a real projector scrape', () => {
       expect(values('lifecycle_customers', 'stage').length).toBeGreaterThan(2);
 
       child.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const code = await Promise.race([exit, new Promise<'still running'>((resolve) => (timer = setTimeout(() => resolve('still running'), 30_000)))]);
-      clearTimeout(timer);
-      expect(code).toBe(0);
+      expect(await exitWithin({ child, exit }, 30_000)).toBe(0);
     } finally {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGKILL');

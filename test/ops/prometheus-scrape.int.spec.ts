@@ -10,6 +10,7 @@ import { createTestDatabase } from '../support/postgres.js';
 import { cli, lifecycle } from '../support/cli.js';
 import { ensureBroker, stopBroker, type OwnBroker } from '../support/kafka.js';
 import { requireBinaries } from '../support/binaries.js';
+import { exitWithin } from '../support/distributed.js';
 
 // A real scrape (SPEC §8): a real Prometheus server on loopback scrapes a running projector
 // (`lifecycle project`, real Kafka broker, PostgreSQL) every second and evaluates the repository's
@@ -72,13 +73,8 @@ const running = (proc: Proc | undefined): proc is Proc => proc !== undefined && 
 /** SIGTERM, then SIGKILL if it is still there after `graceMs`; resolves with the exit code. */
 async function stop(proc: Proc, graceMs = 15_000): Promise<number | null> {
   if (running(proc)) proc.child.kill('SIGTERM');
-  let timer: NodeJS.Timeout | undefined;
-  const killed = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), graceMs)));
-  const result = await Promise.race([proc.exit, killed]);
-  clearTimeout(timer);
-  if (result === 'timeout') {
-    proc.child.kill('SIGKILL');
-    await proc.exit;
+  const result = await exitWithin(proc, graceMs);
+  if (result === 'still running') {
     throw new Error(`${proc.name} did not stop within ${graceMs} ms of SIGTERM; output:\n${proc.output().slice(-4_000)}`);
   }
   return result;

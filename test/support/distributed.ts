@@ -90,7 +90,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-/** The exit code of a `projector` (null: a signal), or 'still running' (then SIGKILLed) after `timeoutMs`. */
+/** The exit code of a child process (null: a signal), or 'still running' (then SIGKILLed) after `timeoutMs`. */
 export async function exitWithin(run: { child: ChildProcess; exit: Promise<number | null> }, timeoutMs: number): Promise<number | null | 'still running'> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'still running'>((resolve) => (timer = setTimeout(() => resolve('still running'), timeoutMs)));
