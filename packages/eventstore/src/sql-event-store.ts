@@ -28,6 +28,20 @@ export const eventStoreMigrations: readonly Migration[] = [
         updated_at timestamptz NOT NULL DEFAULT now()
       );`,
   },
+  {
+    // Writers no longer share one lock, so `position` is no longer commit order: the id of the
+    // writing transaction is kept with each event, and a reader that must not miss a late commit
+    // (the mirror) reads in (tx_id, position) order below the oldest transaction in flight.
+    // Deduplication of touchpoints is by the events' deterministic ids (one unique index), and
+    // reads by type scan in position order, which the primary key gives.
+    id: '0003_commit_order',
+    sql: `
+      ALTER TABLE lifecycle_events ADD COLUMN tx_id xid8 NOT NULL DEFAULT pg_current_xact_id();
+      CREATE INDEX lifecycle_events_commit_order ON lifecycle_events (tx_id, position);
+      CREATE UNIQUE INDEX lifecycle_events_event_id ON lifecycle_events (event_id);
+      DROP INDEX lifecycle_events_type;
+      ALTER TABLE event_mirror_checkpoints ADD COLUMN tx_id xid8;`,
+  },
 ];
 
 interface EventRow {
