@@ -8,7 +8,8 @@ import { ingestCommand } from './commands/ingest.js';
 import { mirrorEventStoreCommand } from './commands/mirror.js';
 import { replayCommand } from './commands/replay.js';
 import { startCommand } from './commands/start.js';
-import { BENCH_STAGES, benchCommand, type BenchStage } from './commands/bench.js';
+import { assertWritable, BENCH_PARTS, benchChildCommand, benchCommand, parseInstanceCounts, type BenchPart } from './commands/bench.js';
+import { PURE_STAGES, type PureStage } from './commands/bench-embedded.js';
 import { DEFAULT_BENCH_SERVER } from './commands/bench-kafka.js';
 import { logger } from './logger.js';
 import { produceCommand } from './commands/produce.js';
@@ -228,41 +229,62 @@ program
 
 program
   .command('bench')
-  .description('throughput of parse+validate, the pure fold, the embedded ingest and the Kafka projector into PostgreSQL, with peak RSS')
-  .option('--touchpoints <n>', 'approximate number of generated touchpoints', integer('--touchpoints'), 1_000_000)
+  .description('every performance goal measured in one run through the real commands (embedded ingest, replay, as-of export, Kafka projector), with a met/not met table')
+  .option('--touchpoints <n>', 'lines of the noisy dataset that ingest and replay work on (the first N generated from --customers)', integer('--touchpoints'), 600_000)
+  .option('--customers <n>', 'customers the dataset is generated from (the as-of export folds them)', integer('--customers'), 100_000)
   .option('--seed <n>', 'random seed', integer('--seed'), 7)
-  .addOption(new Option('--stage <stage>', 'run one stage only, printing JSON (kafka: fails instead of skipping without a broker or PostgreSQL)').choices(BENCH_STAGES))
+  .addOption(new Option('--stage <part>', 'run one part only (kafka: fails instead of skipping without a broker or PostgreSQL)').choices(BENCH_PARTS))
+  .option('--json <file>', 'also write the results as JSON to this file')
   .addOption(brokersOption())
   .addOption(
     new Option(
       '--database <url>',
-      `PostgreSQL server of the kafka stage, which creates and drops a database lifecycle_bench_<random> on it (env LIFECYCLE_DATABASE_URL, default ${DEFAULT_BENCH_SERVER})`,
+      `PostgreSQL server of the kafka part, which creates and drops databases lifecycle_bench_<random> on it (env LIFECYCLE_DATABASE_URL, default ${DEFAULT_BENCH_SERVER})`,
     ),
   )
-  .option('--kafka-touchpoints <n>', 'touchpoints of the kafka stage\'s throughput run', integer('--kafka-touchpoints'), 200_000)
-  .option('--kafka-seconds <n>', 'length of the kafka stage\'s latency run (0: none)', integer('--kafka-seconds'), 20)
+  .option('--kafka-touchpoints <n>', 'touchpoints pre-filled on the topic of each projector run', integer('--kafka-touchpoints'), 200_000)
+  .option('--kafka-seconds <n>', 'length of the latency run (0: none)', integer('--kafka-seconds'), 20)
   .option('--kafka-rate <n>', 'touchpoints/s of the latency run (default: half the projector\'s measured rate)', integer('--kafka-rate'))
   .option('--kafka-chunk-size <n>', 'the projector\'s touchpoints per PostgreSQL transaction (default: its own)', integer('--kafka-chunk-size'))
+  .addOption(new Option('--instances <list>', 'projector instance counts of the scaling runs, ascending from 1, at most 16').argParser(parseInstanceCounts).default([1, 2, 4], '1,2,4'))
+  // The bench's own child processes: one pure stage each, so that each peak RSS is that stage's.
+  .addOption(new Option('--child <stage>').choices(PURE_STAGES).hideHelp())
+  .addOption(new Option('--input <file>').hideHelp())
   .action(
     async (options: {
       touchpoints: number;
+      customers: number;
       seed: number;
-      stage?: BenchStage;
+      stage?: BenchPart;
+      json?: string;
       brokers?: string;
       database?: string;
       kafkaTouchpoints: number;
       kafkaSeconds: number;
       kafkaRate?: number;
       kafkaChunkSize?: number;
+      instances: number[];
+      child?: PureStage;
+      input?: string;
     }) => {
+      if (options.child !== undefined) {
+        if (options.input === undefined) throw new UsageError('--child needs --input FILE');
+        await benchChildCommand(options.child, options.input);
+        return;
+      }
+      if (options.touchpoints < 1) throw new UsageError('--touchpoints must be at least 1');
+      if (options.customers < 1) throw new UsageError('--customers must be at least 1');
       if (options.kafkaTouchpoints < 1) throw new UsageError('--kafka-touchpoints must be at least 1');
       if (options.kafkaRate === 0) throw new UsageError('--kafka-rate must be at least 1 (use --kafka-seconds 0 to skip the latency run)');
       if (options.kafkaChunkSize === 0) throw new UsageError('--kafka-chunk-size must be at least 1');
+      if (options.json !== undefined) await assertWritable(options.json);
       const serverUrl = databaseUrlOf(options.database) ?? DEFAULT_BENCH_SERVER;
       await benchCommand({
         touchpoints: options.touchpoints,
+        customers: options.customers,
         seed: options.seed,
         ...(options.stage !== undefined ? { stage: options.stage } : {}),
+        ...(options.json !== undefined ? { json: options.json } : {}),
         kafka: {
           brokers: brokersOf(options.brokers),
           serverUrl,
@@ -270,6 +292,7 @@ program
           latencySeconds: options.kafkaSeconds,
           latencyRate: options.kafkaRate,
           chunkSize: options.kafkaChunkSize,
+          instances: options.instances,
         },
       });
     },

@@ -1,37 +1,45 @@
 import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { cpus } from 'node:os';
-import { DEFAULT_CONFIG } from '@lifecycle/contracts';
-import { generateTouchpoints } from '@lifecycle/generator';
-import { createKafka, createProducer, ensureLifecycleTopics, ProjectorService, publishLines, topicsFor, type Topics } from '@lifecycle/kafka';
-import { openLifecycleStore, type BatchOutcome } from '@lifecycle/projection';
-import { createScratchDatabase, openPostgres, type SqlDatabase, type SqlExecutor } from '@lifecycle/sql';
+import { join } from 'node:path';
+import { createKafka, createProducer, publishLines, topicsFor, type Topics } from '@lifecycle/kafka';
+import { loadConsumerOffsets } from '@lifecycle/readmodel';
+import { createScratchDatabase, openPostgres, type SqlDatabase } from '@lifecycle/sql';
 import { pino } from 'pino';
 import { logger as cliLogger } from '../logger.js';
+import { CliFailedError, generateFile, runCli, runFigures, startCli, type CliRun, type RunningCli } from './bench-process.js';
+import { mib, progress, round1, round3, skippedRow, thousands, type BenchRow, type PartResult } from './bench-report.js';
 
 /**
- * The `kafka` bench stage: touchpoints/s through the distributed projector (repartition with
- * Kafka transactions, then one PostgreSQL transaction per chunk) next to a no-op kafkajs
- * consumer reading the same topic, and the end-to-end latency produce → read model committed at
- * half the projector's rate.
+ * The Kafka rows: the projector (`lifecycle project`, in child processes as a user runs it) next
+ * to a no-op kafkajs consumer of the same topic, its latency produce → read model committed at
+ * half its rate, and its throughput with several instances in one group, with evidence of
+ * whether their transactions overlap.
  *
- * The projector runs in this process (ProjectorService), not as a spawned `lifecycle project`:
- * its `onBatch` callback fires right after each chunk's PostgreSQL commit with the accepted
- * touchpoints, so every touchpoint's commit instant is known exactly, on the same clock as its
- * produce instant, without polling `touchpoint_ids` (polling would load PostgreSQL and round the
- * latencies to its interval); and its store can be wrapped to count the round trips per chunk.
- * The price: during the latency run the paced producer shares the projector's event loop.
+ * A touchpoint is committed when the projector's offsets stored with the read models (SPEC:
+ * streams, read models and offsets in one transaction) pass the offset at which it sits in the
+ * internal topic. The bench reads that topic itself (read_committed) to learn where each
+ * touchpoint landed, and polls the stored offsets and `pg_stat_activity` every SAMPLE_MS.
  */
 
-/** PostgreSQL server on which the stage creates its scratch database when none is named. */
+/** PostgreSQL server on which the bench creates its scratch databases when none is named. */
 export const DEFAULT_BENCH_SERVER = 'postgres://postgres@127.0.0.1:5432/postgres';
-const BENCH_PARTITIONS = 4;
+const PARTITIONS = 4;
+const SAMPLE_MS = 20;
+/** node-postgres names its sessions after PGAPPNAME: one name per instance tells them apart in pg_stat_activity. */
+const APP_PREFIX = 'lifecycle-projector-';
+const INSTANCE_IDS = 'abcdefghijklmnop';
+/** Instance counts grow throughput when each is at least this many times the one before. */
+const GROWTH = 1.1;
+/** Transactions overlap when at least this share of the samples has two instances working in one. */
+const OVERLAP = 0.1;
 
 export interface KafkaBenchOptions {
   brokers: string[];
-  /** Any database of the server on which `lifecycle_bench_<random>` is created and dropped. */
+  /** Any database of the server on which `lifecycle_bench_<random>` databases are created and dropped. */
   serverUrl: string;
-  /** Touchpoints of the throughput run. */
+  /** Touchpoints pre-filled on each run's topic. */
   touchpoints: number;
   seed: number;
   /** Length of the latency run; 0 skips it. */
@@ -40,93 +48,16 @@ export interface KafkaBenchOptions {
   latencyRate?: number | undefined;
   /** The projector's touchpoints per PostgreSQL transaction (its default when absent). */
   chunkSize?: number | undefined;
-}
-
-interface Rate {
-  seconds: number;
-  perSecond: number;
-}
-
-interface StoreStats {
-  transactions: number;
-  /** Wall time inside `db.transaction` (BEGIN … COMMIT included). */
-  transactionMs: number;
-  /**
-   * Statements sent inside transactions, BEGIN and COMMIT not counted (nor the projector's
-   * read of its stored offsets before each batch, outside the transaction).
-   */
-  statements: number;
-  /** Wall time waiting for those statements' answers. */
-  statementMs: number;
-  /** The same by statement (its first words), for the report of what a chunk waits for. */
-  byStatement: Map<string, { count: number; ms: number }>;
-}
-
-/** `INSERT INTO customers (…) VALUES …` → `INSERT INTO customers`: one key per statement kind. */
-const statementKey = (sql: string) => {
-  const words = sql.replace(/\s+/g, ' ').trim().split(' ');
-  const verb = (words[0] ?? '').toUpperCase();
-  const table = words.findIndex((w, i) => i > 0 && /^(FROM|INTO|UPDATE)$/i.test(words[i - 1] ?? ''));
-  return table > 0 ? `${verb} ${words[table]!.replace(/[(,]/g, '')}` : words.slice(0, 3).join(' ');
-};
-
-interface ChunkFigures {
-  chunks: number;
-  meanTouchpoints: number;
-  /** Mean wall time of a chunk's transaction, and of it the time waiting for PostgreSQL. */
-  meanTransactionMs: number;
-  meanPostgresWaitMs: number;
-  /** Statements per transaction, BEGIN and COMMIT not counted. */
-  statementsPerChunk: number;
-  /** The statements that took longest in all, with their mean time per chunk. */
-  slowest: { statement: string; perChunk: number; meanMsPerChunk: number }[];
-}
-
-export interface KafkaStageResult {
-  stage: 'kafka';
-  /** Of the throughput run. */
-  touchpoints: number;
-  /** The projector from start to caught up, as for the other stages. */
-  seconds: number;
-  perSecond: number;
-  peakRssMb: number;
-  topic: string;
-  partitions: number;
-  chunkSize: number | null;
-  produce: Rate;
-  noop: Rate;
-  /** Projector rate / no-op consumer rate. Goal ≥ 0.5. */
-  ratio: number;
-  projector: ChunkFigures & {
-    /** When the repartition stage had consumed the whole input topic (sampled every 0.5 s). */
-    repartitionSeconds: number | null;
-    /** CPU of this process, in cores, and of the whole machine, as a share of all its cores. */
-    processCpuCores: number;
-    machineCpuBusy: number;
-  };
-  latency: null | {
-    targetRate: number;
-    achievedRate: number;
-    produced: number;
-    committed: number;
-    produceSeconds: number;
-    p50Ms: number;
-    p95Ms: number;
-    p99Ms: number;
-    maxMs: number;
-    /** The same split at the internal topic (percentiles of each part; they do not add up). */
-    split: { observed: number; repartitionedP50Ms: number; repartitionedP99Ms: number; projectedP50Ms: number; projectedP99Ms: number };
-    chunks: ChunkFigures;
-  };
-  /** Log messages written more than once (only the first is printed), with their counts. */
-  warnings: Record<string, number>;
+  /** Instance counts of the scaling runs, ascending, starting with 1 (the projector of the other rows). */
+  instances: number[];
+  workDir: string;
 }
 
 type Kafka = ReturnType<typeof createKafka>;
 
 /**
- * Warnings and errors only, as JSON lines on stderr like the CLI's logger, but a warning that
- * repeats (kafkajs retrying a request) is written once and counted: the counts are reported.
+ * Warnings and errors of the bench's own Kafka clients, as JSON lines on stderr like the CLI's
+ * logger, but a warning that repeats (kafkajs retrying a request) is written once and counted.
  */
 function benchLogger(): { log: pino.Logger; repeated: Map<string, number> } {
   const repeated = new Map<string, number>();
@@ -148,8 +79,8 @@ function benchLogger(): { log: pino.Logger; repeated: Map<string, number> } {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const progress = (text: string) => process.stderr.write(`kafka: ${text}\n`);
 const seconds = (fromMs: number, toMs = performance.now()) => (toMs - fromMs) / 1000;
+const percent = (share: number) => `${(share * 100).toFixed(1)} %`;
 
 async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -161,7 +92,7 @@ async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promi
 }
 
 /** Polls `done` until it holds; fails with `what` after `timeoutMs`. */
-async function until(done: () => boolean | Promise<boolean>, what: string, timeoutMs: number, pollMs = 20): Promise<void> {
+async function until(done: () => boolean | Promise<boolean>, what: string, timeoutMs: number, pollMs = SAMPLE_MS): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!(await done())) {
     if (performance.now() > deadline) throw new Error(`kafka bench: ${what} did not happen within ${timeoutMs / 1000} s`);
@@ -185,7 +116,7 @@ function tcpAnswers(broker: string, timeoutMs: number): Promise<string | undefin
   });
 }
 
-/** Why the stage cannot run here (no broker, no PostgreSQL), or undefined when it can. */
+/** Why the Kafka rows cannot be measured here (no broker, no PostgreSQL), or undefined when they can. */
 export async function kafkaStageUnavailable(options: Pick<KafkaBenchOptions, 'brokers' | 'serverUrl'>): Promise<string | undefined> {
   try {
     await checkServices(options);
@@ -224,92 +155,6 @@ async function checkServices({ brokers, serverUrl }: Pick<KafkaBenchOptions, 'br
   await db.close();
 }
 
-/** A store that counts the statements of its transactions and the time spent waiting for them. */
-function countingStore(db: SqlDatabase): { db: SqlDatabase; stats: StoreStats } {
-  const stats: StoreStats = { transactions: 0, transactionMs: 0, statements: 0, statementMs: 0, byStatement: new Map() };
-  const timed = async <T>(sql: string, work: () => Promise<T>): Promise<T> => {
-    const started = performance.now();
-    try {
-      return await work();
-    } finally {
-      const ms = performance.now() - started;
-      stats.statements += 1;
-      stats.statementMs += ms;
-      const key = statementKey(sql);
-      const entry = stats.byStatement.get(key) ?? { count: 0, ms: 0 };
-      entry.count += 1;
-      entry.ms += ms;
-      stats.byStatement.set(key, entry);
-    }
-  };
-  const counted = (executor: SqlExecutor): SqlExecutor => ({
-    query: <Row>(sql: string, params?: readonly unknown[]) => timed(sql, () => executor.query<Row>(sql, params)),
-    exec: (sql: string) => timed(sql, () => executor.exec(sql)),
-  });
-  return {
-    stats,
-    db: {
-      query: <Row>(sql: string, params?: readonly unknown[]) => db.query<Row>(sql, params),
-      exec: (sql: string) => db.exec(sql),
-      description: db.description,
-      close: () => db.close(),
-      async transaction(work) {
-        const started = performance.now();
-        try {
-          return await db.transaction((tx) => work(counted(tx)));
-        } finally {
-          stats.transactions += 1;
-          stats.transactionMs += performance.now() - started;
-        }
-      },
-    },
-  };
-}
-
-const snapshot = (stats: StoreStats): StoreStats => ({ ...stats, byStatement: new Map([...stats.byStatement].map(([k, v]) => [k, { ...v }])) });
-
-function chunkFigures(before: StoreStats, after: StoreStats, touchpoints: number): ChunkFigures {
-  const chunks = after.transactions - before.transactions;
-  const per = (n: number) => (chunks === 0 ? 0 : n / chunks);
-  const slowest = [...after.byStatement]
-    .map(([statement, { count, ms }]) => ({ statement, count: count - (before.byStatement.get(statement)?.count ?? 0), ms: ms - (before.byStatement.get(statement)?.ms ?? 0) }))
-    .sort((a, b) => b.ms - a.ms)
-    .slice(0, 5)
-    .map(({ statement, count, ms }) => ({ statement, perChunk: round1(per(count)), meanMsPerChunk: round1(per(ms)) }));
-  return {
-    slowest,
-    chunks,
-    meanTouchpoints: Math.round(per(touchpoints)),
-    meanTransactionMs: round1(per(after.transactionMs - before.transactionMs)),
-    meanPostgresWaitMs: round1(per(after.statementMs - before.statementMs)),
-    statementsPerChunk: round1(per(after.statements - before.statements)),
-  };
-}
-
-const round1 = (n: number) => Math.round(n * 10) / 10;
-const round3 = (n: number) => Math.round(n * 1000) / 1000;
-
-/**
- * One generated stream (about ten touchpoints per customer, in event-time order) read in two
- * parts: the throughput run's touchpoints, then the latency run's, which continue it in event
- * time (the same customers and new ones, later touchpoints, new ids) as live traffic would.
- * Twice the customers the throughput run needs, so that the rest is as long again.
- */
-function generatedStream(throughput: number, seed: number): (count: number) => { ids: string[]; lines: string[] } {
-  const stream = generateTouchpoints({ customers: Math.max(1, Math.ceil(throughput / 5)), seed });
-  return (count) => {
-    const ids: string[] = [];
-    const lines: string[] = [];
-    while (lines.length < count) {
-      const next = stream.next();
-      if (next.done === true) break;
-      ids.push(next.value.id);
-      lines.push(JSON.stringify(next.value));
-    }
-    return { ids, lines };
-  };
-}
-
 function machineTimes(): { idle: number; total: number } {
   let idle = 0;
   let total = 0;
@@ -320,9 +165,15 @@ function machineTimes(): { idle: number; total: number } {
   return { idle, total };
 }
 
-const describeSlowest = (figures: ChunkFigures) => figures.slowest.map((s) => `${s.statement} ${s.meanMsPerChunk} ms${s.perChunk === 1 ? '' : ` (${s.perChunk}×)`}`).join(', ');
+const busyShare = (before: ReturnType<typeof machineTimes>, after: ReturnType<typeof machineTimes>) =>
+  round3(1 - (after.idle - before.idle) / Math.max(1, after.total - before.total));
 
 const percentile = (sorted: readonly number[], q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
+
+interface Rate {
+  seconds: number;
+  perSecond: number;
+}
 
 /** Reads the whole topic with a fresh group that does nothing with the messages. */
 async function noopConsume(kafka: Kafka, topic: string, messages: number): Promise<Rate> {
@@ -347,239 +198,471 @@ async function noopConsume(kafka: Kafka, topic: string, messages: number): Promi
   return { seconds: round3(s), perSecond: Math.round(read / s) };
 }
 
-/** A read_committed consumer of the new messages of `topic`, reporting each touchpoint id when it arrives. */
-async function observe(kafka: Kafka, topic: string, seen: (id: string, at: number) => void): Promise<{ disconnect: () => Promise<void> }> {
+/** Where each touchpoint landed in the internal topic, seen as the repartition stage commits it. */
+interface Observer {
+  messages: number;
+  /** Highest offset seen per partition. */
+  readonly last: Map<number, number>;
+  /** Set while the latency run needs each touchpoint's place. */
+  track?: (id: string, partition: number, offset: number, at: number) => void;
+  disconnect(): Promise<void>;
+}
+
+async function observe(kafka: Kafka, topic: string): Promise<Observer> {
   const consumer = kafka.consumer({ groupId: `lifecycle-bench-observer.${topic}`, readUncommitted: false });
-  let joined = false;
-  consumer.on(consumer.events.GROUP_JOIN, () => {
-    joined = true;
-  });
+  const observer: Observer = { messages: 0, last: new Map(), disconnect: () => consumer.disconnect() };
   await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: false });
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
   await consumer.run({
     eachBatch: async ({ batch }) => {
       const at = performance.now();
       for (const message of batch.messages) {
-        if (message.value !== null) seen((JSON.parse(message.value.toString('utf8')) as { id: string }).id, at);
+        const offset = Number(message.offset);
+        observer.messages += 1;
+        observer.last.set(batch.partition, Math.max(observer.last.get(batch.partition) ?? -1, offset));
+        if (observer.track !== undefined && message.value !== null) {
+          observer.track((JSON.parse(message.value.toString('utf8')) as { id: string }).id, batch.partition, offset, at);
+        }
       }
     },
   });
-  await until(() => joined, 'the observer joining its group', 30_000, 20);
-  // Its first fetch positions it at the end of the topic; what comes after is observed.
-  await sleep(1_000);
-  return { disconnect: () => consumer.disconnect() };
+  return observer;
 }
 
-/** Runs the stage; fails (no skipping) when the broker or PostgreSQL cannot be reached. */
-export async function runKafkaStage(options: KafkaBenchOptions): Promise<KafkaStageResult> {
+interface ActivitySample {
+  at: number;
+  /** Instances with a session inside a transaction, and of them those not waiting on a lock. */
+  inTransaction: number;
+  working: number;
+  waitingOnLock: number;
+}
+
+/**
+ * Every SAMPLE_MS: the projectors' sessions in `pg_stat_activity` and the offsets they stored.
+ * An instance is in a transaction when one of its sessions is (xact_start set: a running
+ * statement or idle in a transaction); it is waiting rather than working when all those sessions
+ * wait on a heavyweight lock (`wait_event_type = 'Lock'`: an advisory lock, a row another
+ * transaction holds).
+ */
+class Sampler {
+  readonly activity: ActivitySample[] = [];
+  /** Per partition, each stored offset with the first sample that saw it. */
+  private readonly history = new Map<number, { at: number; offset: number }[]>();
+  private running = true;
+  private readonly loop: Promise<void>;
+
+  constructor(
+    private readonly monitor: SqlDatabase,
+    private readonly database: string,
+    private readonly group: string,
+    private readonly topic: string,
+  ) {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      const at = performance.now();
+      const sessions = await this.monitor
+        .query<{ app: string; waiting: boolean }>(
+          `SELECT application_name AS app, wait_event_type IS NOT DISTINCT FROM 'Lock' AS waiting
+             FROM pg_stat_activity WHERE datname = $1 AND starts_with(application_name, $2) AND xact_start IS NOT NULL`,
+          [this.database, APP_PREFIX],
+        )
+        .catch(() => []);
+      const working = new Set(sessions.filter((s) => !s.waiting).map((s) => s.app));
+      const inTransaction = new Set(sessions.map((s) => s.app));
+      this.activity.push({ at, inTransaction: inTransaction.size, working: working.size, waitingOnLock: inTransaction.size - working.size });
+      // Before the projectors created the schema there is no table to read.
+      const offsets = await loadConsumerOffsets(this.monitor, this.group, this.topic).catch(() => new Map<number, number>());
+      for (const [partition, offset] of offsets) {
+        const list = this.history.get(partition) ?? [];
+        if ((list[list.length - 1]?.offset ?? -1) < offset) list.push({ at, offset });
+        this.history.set(partition, list);
+      }
+      await sleep(Math.max(0, SAMPLE_MS - (performance.now() - at)));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+
+  /** The next offset to consume of `partition` as last stored. */
+  stored(partition: number): number {
+    const list = this.history.get(partition);
+    return list?.[list.length - 1]?.offset ?? 0;
+  }
+
+  /** When the message at `offset` was first seen committed: its partition's stored offset past it. */
+  committedAt(partition: number, offset: number): number | undefined {
+    const list = this.history.get(partition) ?? [];
+    let low = 0;
+    let high = list.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (list[mid]!.offset > offset) high = mid;
+      else low = mid + 1;
+    }
+    return list[low]?.at;
+  }
+
+  firstCommitAt(): number | undefined {
+    const firsts = [...this.history.values()].map((l) => l[0]!.at);
+    return firsts.length === 0 ? undefined : Math.min(...firsts);
+  }
+
+  overlap(from: number, to: number) {
+    const samples = this.activity.filter((s) => s.at >= from && s.at <= to);
+    const share = (test: (s: ActivitySample) => boolean) => round3(samples.filter(test).length / Math.max(1, samples.length));
+    return {
+      samples: samples.length,
+      /** At least one instance working inside a transaction. */
+      busy: share((s) => s.working >= 1),
+      /** Two or more instances working inside transactions at once: the evidence of overlap. */
+      working2: share((s) => s.working >= 2),
+      /** The same, counting instances that wait on a lock inside their transaction. */
+      inTransaction2: share((s) => s.inTransaction >= 2),
+      /** Mean number of instances waiting on a lock. */
+      meanWaitingOnLock: round3(samples.reduce((sum, s) => sum + s.waitingOnLock, 0) / Math.max(1, samples.length)),
+    };
+  }
+}
+
+interface LiveTraffic {
+  lines: string[];
+  ids: string[];
+}
+
+interface Latency {
+  targetRate: number;
+  achievedRate: number;
+  produced: number;
+  produceSeconds: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Produce → visible in the internal topic (the repartition stage's transaction committed), and from there → committed. */
+  repartitionedP50Ms: number;
+  repartitionedP99Ms: number;
+  projectedP50Ms: number;
+  projectedP99Ms: number;
+}
+
+interface ProjectorRun {
+  instances: number;
+  topic: string;
+  touchpoints: number;
+  /** From spawning the processes to every touchpoint committed. */
+  seconds: number;
+  perSecond: number;
+  firstCommitSeconds: number | null;
+  machineCpuBusy: number;
+  overlap: ReturnType<Sampler['overlap']>;
+  processes: ReturnType<typeof runFigures>[];
+  latency: Latency | null;
+}
+
+interface Context {
+  kafka: Kafka;
+  options: KafkaBenchOptions;
+  suffix: string;
+}
+
+/** Paced production at `rate` while the projector runs; each touchpoint's produce → committed. */
+async function latencyRun(ctx: Context, topics: Topics, observer: Observer, sampler: Sampler, live: LiveTraffic, rate: number): Promise<Latency> {
+  const count = Math.min(live.lines.length, Math.round(rate * ctx.options.latencySeconds));
+  if (count < Math.round(rate * ctx.options.latencySeconds)) progress(`kafka: the generated stream ends after ${count} more touchpoints: the latency run is shorter`);
+  const producedAt = new Map<string, number>();
+  const visible = new Map<string, { at: number; partition: number; offset: number }>();
+  const lastVisible = new Map<number, number>();
+  observer.track = (id, partition, offset, at) => {
+    if (!producedAt.has(id)) return;
+    visible.set(id, { at, partition, offset });
+    lastVisible.set(partition, Math.max(lastVisible.get(partition) ?? -1, offset));
+  };
+  const producer = createProducer(ctx.kafka);
+  await producer.connect();
+  try {
+    progress(`kafka: latency run: ${count} touchpoints at ${rate}/s for ${ctx.options.latencySeconds} s`);
+    const started = performance.now();
+    let sent = 0;
+    while (sent < count) {
+      const elapsed = seconds(started);
+      const due = Math.min(count, Math.floor(elapsed * rate) + 1);
+      if (due > sent) {
+        const at = performance.now();
+        for (let i = sent; i < due; i += 1) producedAt.set(live.ids[i]!, at);
+        await publishLines(producer, topics, live.lines.slice(sent, due), { source: 'bench-latency' });
+        sent = due;
+      } else {
+        await sleep(Math.max(1, (sent / rate - elapsed) * 1000));
+      }
+    }
+    const produceSeconds = seconds(started);
+    await until(
+      () => visible.size >= count && [...lastVisible].every(([partition, offset]) => sampler.stored(partition) > offset),
+      `the latency run being committed (${visible.size} of ${count} repartitioned)`,
+      60_000,
+    );
+    const sorted = (values: number[]) => values.sort((a, b) => a - b);
+    const endToEnd: number[] = [];
+    const toVisible: number[] = [];
+    const toCommitted: number[] = [];
+    for (const [id, v] of visible) {
+      const committed = sampler.committedAt(v.partition, v.offset)!;
+      const produced = producedAt.get(id)!;
+      endToEnd.push(committed - produced);
+      toVisible.push(v.at - produced);
+      toCommitted.push(committed - v.at);
+    }
+    sorted(endToEnd);
+    sorted(toVisible);
+    sorted(toCommitted);
+    return {
+      targetRate: rate,
+      achievedRate: Math.round(count / produceSeconds),
+      produced: count,
+      produceSeconds: round3(produceSeconds),
+      p50Ms: round1(percentile(endToEnd, 0.5)),
+      p95Ms: round1(percentile(endToEnd, 0.95)),
+      p99Ms: round1(percentile(endToEnd, 0.99)),
+      maxMs: round1(endToEnd[endToEnd.length - 1] ?? Number.NaN),
+      repartitionedP50Ms: round1(percentile(toVisible, 0.5)),
+      repartitionedP99Ms: round1(percentile(toVisible, 0.99)),
+      projectedP50Ms: round1(percentile(toCommitted, 0.5)),
+      projectedP99Ms: round1(percentile(toCommitted, 0.99)),
+    };
+  } finally {
+    observer.track = undefined;
+    await producer.disconnect();
+  }
+}
+
+/**
+ * `instances` projector processes in one group, on a fresh database, consuming `topics` (pre-filled
+ * with `expected` touchpoints); with `live`, the latency run follows on the same processes.
+ */
+async function projectorRun(ctx: Context, instances: number, topics: Topics, expected: number, live?: LiveTraffic): Promise<ProjectorRun> {
+  const { options, suffix } = ctx;
+  const database = await createScratchDatabase(options.serverUrl, 'lifecycle_bench');
+  try {
+    const monitor = await openPostgres(database.url);
+    const group = `lifecycle-bench-${suffix}-${instances}`;
+    const observer = await observe(ctx.kafka, topics.byCustomer);
+    const sampler = new Sampler(monitor, database.name, group, topics.byCustomer);
+    const machineBefore = machineTimes();
+    const spawnedAt = performance.now();
+    const processes: RunningCli[] = [];
+    const exited: CliRun[] = [];
+    for (const id of INSTANCE_IDS.slice(0, instances)) {
+      const args = ['project', '--brokers', options.brokers.join(','), '--topic', topics.input, '--partitions', String(PARTITIONS), '--database', database.url];
+      args.push('--group', group, '--instance-id', id, '--metrics-port', '0');
+      if (options.chunkSize !== undefined) args.push('--chunk-size', String(options.chunkSize));
+      const running = startCli(args, { env: { PGAPPNAME: `${APP_PREFIX}${id}` } });
+      void running.finished.then((run) => exited.push(run));
+      processes.push(running);
+    }
+    let stopped: CliRun[] = [];
+    try {
+      const allCommitted = () => {
+        if (exited.length > 0) throw new CliFailedError(exited[0]!);
+        return observer.messages >= expected && [...observer.last].every(([partition, offset]) => sampler.stored(partition) > offset);
+      };
+      await until(allCommitted, `${instances} projector(s) committing ${expected} touchpoints`, 600_000);
+      const machineCpuBusy = busyShare(machineBefore, machineTimes());
+      const doneAt = Math.max(...[...observer.last].map(([partition, offset]) => sampler.committedAt(partition, offset)!));
+      const firstCommitAt = sampler.firstCommitAt();
+      const runSeconds = seconds(spawnedAt, doneAt);
+      const perSecond = Math.round(expected / runSeconds);
+      const overlap = sampler.overlap(spawnedAt, doneAt);
+      progress(
+        `kafka: ${instances} instance(s): ${expected} touchpoints committed ${runSeconds.toFixed(2)} s after spawn: ${thousands(perSecond)}/s; ` +
+          `≥ 2 working in a transaction in ${percent(overlap.working2)} of ${overlap.samples} samples`,
+      );
+      const latency = live !== undefined && options.latencySeconds > 0 ? await latencyRun(ctx, topics, observer, sampler, live, options.latencyRate ?? Math.max(1, Math.round(perSecond / 2))) : null;
+      stopped = await Promise.all(processes.map((p) => p.stop()));
+      return {
+        instances,
+        topic: topics.input,
+        touchpoints: expected,
+        seconds: round3(runSeconds),
+        perSecond,
+        firstCommitSeconds: firstCommitAt === undefined ? null : round3(seconds(spawnedAt, firstCommitAt)),
+        machineCpuBusy,
+        overlap,
+        processes: stopped.map(runFigures),
+        latency,
+      };
+    } finally {
+      if (stopped.length === 0) await Promise.all(processes.map((p) => p.stop()));
+      await sampler.stop();
+      await observer.disconnect();
+      await monitor.close();
+    }
+  } finally {
+    await database.drop();
+  }
+}
+
+/** One generated stream (clean: the embedded rows carry the noise) split into the pre-filled part and the live part that continues it in event time. */
+async function kafkaData(options: KafkaBenchOptions): Promise<{ prefill: string; live: LiveTraffic }> {
+  const file = join(options.workDir, 'kafka-stream.ndjson');
+  // About ten touchpoints per customer: twice what the pre-filled topics need, so the live part is as long again.
+  await generateFile(['--customers', String(Math.ceil(options.touchpoints / 5)), '--seed', String(options.seed)], file, 2 * options.touchpoints);
+  const lines = (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '');
+  const prefill = join(options.workDir, 'kafka-prefill.ndjson');
+  await writeFile(prefill, lines.slice(0, options.touchpoints).join('\n') + '\n');
+  const rest = lines.slice(options.touchpoints);
+  return { prefill, live: { lines: rest, ids: rest.map((l) => (JSON.parse(l) as { id: string }).id) } };
+}
+
+const runNote = (run: ProjectorRun) => {
+  const peak = Math.max(...run.processes.map((p) => p.peakRssKiB ?? 0));
+  const cpu = run.processes.reduce((sum, p) => sum + (p.cpuSeconds ?? 0), 0);
+  return (
+    `${run.instances} instance(s): ${thousands(run.perSecond)}/s, ${run.seconds.toFixed(2)} s from spawn (first commit after ${run.firstCommitSeconds?.toFixed(2) ?? '?'} s), ` +
+    `peak RSS ${mib(peak)} MiB${run.instances > 1 ? ' (largest)' : ''}, CPU ${cpu.toFixed(1)} s${run.latency !== null ? ' (latency run included)' : ''}, machine ${Math.round(run.machineCpuBusy * 100)} % busy`
+  );
+};
+
+export const KAFKA_GOALS = {
+  projector_vs_noop: { measure: 'Kafka projector → PostgreSQL ÷ no-op consumer', goal: '≥ 0.5 ×' },
+  latency_p99: { measure: 'produce → read model committed, p99', goal: '< 500 ms' },
+  instances: { measure: 'projector throughput by instances', goal: `grows (each ≥ ${GROWTH} × the one before)` },
+  overlap: { measure: 'transactions of ≥ 2 instances overlapping', goal: `≥ ${OVERLAP * 100} % of samples` },
+} as const;
+
+/** The Kafka rows skipped, with why. */
+export function kafkaSkipped(reason: string): PartResult {
+  return { goals: Object.entries(KAFKA_GOALS).map(([id, g]) => skippedRow(id, g.measure, g.goal, reason)), context: [], details: { skipped: reason } };
+}
+
+/** Measures the Kafka rows; fails (no skipping) when the broker or PostgreSQL cannot be reached. */
+export async function runKafka(options: KafkaBenchOptions): Promise<PartResult> {
   await checkServices(options).catch((error: unknown) => {
-    // Without the cause: the logger would repeat its message.
-    throw new Error(`the kafka bench stage cannot run: ${(error as Error).message}`);
+    throw new Error(`the kafka bench cannot run: ${(error as Error).message}`);
   });
   const { log, repeated } = benchLogger();
   const suffix = randomBytes(4).toString('hex');
-  const topics: Topics = topicsFor(`lifecycle-bench-${suffix}`);
   const kafka = createKafka({ brokers: options.brokers, clientId: `lifecycle-bench-${suffix}`, logger: log });
-  const cleanups: (() => Promise<unknown>)[] = [];
+  const ctx: Context = { kafka, options, suffix };
+  const allTopics: Topics[] = [];
   try {
-    await ensureLifecycleTopics(kafka, topics, BENCH_PARTITIONS);
-    const database = await createScratchDatabase(options.serverUrl, 'lifecycle_bench');
-    cleanups.push(() => database.drop());
-    const store = countingStore(await openLifecycleStore({ databaseUrl: database.url }));
-    cleanups.push(() => store.db.close());
-    progress(`topic ${topics.input} (${BENCH_PARTITIONS} partitions), ${store.db.description}`);
-
-    // 1. Throughput: produce N touchpoints, then read them with a no-op consumer, then project them.
-    const take = generatedStream(options.touchpoints, options.seed);
-    const { lines } = take(options.touchpoints);
-    const producer = createProducer(kafka);
-    await producer.connect();
-    cleanups.push(() => producer.disconnect());
-    let started = performance.now();
-    const summary = await publishLines(producer, topics, lines, { source: 'bench' });
-    const produce = { seconds: round3(seconds(started)), perSecond: Math.round(summary.accepted / seconds(started)) };
-    if (summary.accepted !== lines.length) throw new Error(`kafka bench: ${lines.length - summary.accepted} generated touchpoints were rejected: ${JSON.stringify(summary.rejected)}`);
-    progress(`produced ${summary.accepted} touchpoints (seed ${options.seed}) in ${produce.seconds.toFixed(2)} s: ${produce.perSecond}/s`);
-
-    const noop = await noopConsume(kafka, topics.input, summary.accepted);
-    progress(`no-op consumer read them in ${noop.seconds.toFixed(2)} s: ${noop.perSecond}/s`);
-
-    let processed = 0;
-    let lastCommitAt = 0;
-    const producedAt = new Map<string, number>();
-    const committedAt = new Map<string, number>();
-    const onBatch = (outcome: BatchOutcome) => {
-      const now = performance.now();
-      lastCommitAt = now;
-      processed += outcome.accepted.length + outcome.duplicates.length + outcome.conflicts.length;
-      for (const t of outcome.accepted) if (producedAt.has(t.id)) committedAt.set(t.id, now);
-    };
-    const service = new ProjectorService({
-      kafka,
-      topics,
-      db: store.db,
-      config: DEFAULT_CONFIG,
-      logger: log,
-      instanceId: `bench-${suffix}`,
-      ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
-      onBatch,
-    });
-    const statsBefore = snapshot(store.stats);
-    const cpuBefore = process.cpuUsage();
-    const machineBefore = machineTimes();
-    started = performance.now();
-    cleanups.push(() => service.stop());
-    await service.start();
-    let repartitionDoneAt: number | undefined;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling && repartitionDoneAt === undefined) {
-        const lag = await service.consumerLag().catch(() => undefined);
-        if (lag !== undefined && lag.filter((p) => p.topic === topics.input).every((p) => p.messages === 0)) repartitionDoneAt = performance.now();
-        await sleep(500);
-      }
-    })();
-    try {
-      await until(() => processed >= summary.accepted, `the projector projecting ${summary.accepted} touchpoints`, 600_000);
-    } finally {
-      sampling = false;
-      await sampler;
+    progress(`kafka: generating ${thousands(options.touchpoints)} touchpoints per topic and the live traffic after them (seed ${options.seed})`);
+    const { prefill, live } = await kafkaData(options);
+    const produced = [];
+    for (const instances of options.instances) {
+      const topics = topicsFor(`lifecycle-bench-${suffix}-i${instances}`);
+      allTopics.push(topics);
+      const run = await runCli(['produce', prefill, '--brokers', options.brokers.join(','), '--topic', topics.input, '--partitions', String(PARTITIONS)], { stdout: 'text' });
+      const summary = JSON.parse(run.stdout) as { accepted: number };
+      produced.push({ topics, accepted: summary.accepted, run });
+      progress(`kafka: lifecycle produce → ${topics.input} (${PARTITIONS} partitions): ${thousands(summary.accepted)} in ${run.seconds.toFixed(1)} s`);
     }
-    const projectorSeconds = seconds(started, lastCommitAt);
-    const cpu = process.cpuUsage(cpuBefore);
-    const machineAfter = machineTimes();
-    const statsAfter = snapshot(store.stats);
-    await until(() => service.caughtUp(), 'caughtUp() after the last chunk', 30_000, 200);
-    const projected = processed;
-    const perSecond = Math.round(projected / projectorSeconds);
-    const projector = {
-      ...chunkFigures(statsBefore, statsAfter, projected),
-      repartitionSeconds: repartitionDoneAt === undefined ? null : round3(seconds(started, repartitionDoneAt)),
-      processCpuCores: round1((cpu.user + cpu.system) / 1e6 / projectorSeconds),
-      machineCpuBusy: round3(1 - (machineAfter.idle - machineBefore.idle) / (machineAfter.total - machineBefore.total)),
-    };
-    const ratio = round3(perSecond / noop.perSecond);
-    progress(
-      `projector caught up in ${projectorSeconds.toFixed(2)} s: ${perSecond}/s, ${ratio} × the no-op consumer (goal ≥ 0.5); ` +
-        `repartition done after ${projector.repartitionSeconds ?? '?'} s; ${projector.chunks} chunks of ${projector.meanTouchpoints} touchpoints, ` +
-        `${projector.meanTransactionMs} ms each (${projector.meanPostgresWaitMs} ms waiting for ${projector.statementsPerChunk} statements); ` +
-        `this process ${projector.processCpuCores} cores, machine ${Math.round(projector.machineCpuBusy * 100)} % busy`,
-    );
-    progress(`slowest statements per chunk: ${describeSlowest(projector)}`);
+    const first = produced[0]!;
+    const noop = await noopConsume(kafka, first.topics.input, first.accepted);
+    progress(`kafka: no-op consumer: ${thousands(noop.perSecond)}/s`);
 
-    // 2. Latency: paced production at half that rate while the projector runs.
-    let latency: KafkaStageResult['latency'] = null;
-    const targetRate = options.latencyRate ?? Math.max(1, Math.round(perSecond / 2));
-    const count = Math.round(targetRate * options.latencySeconds);
-    if (count > 0) {
-      const live = take(count);
-      if (live.lines.length < count) progress(`the generated stream ends after ${live.lines.length} more touchpoints: the latency run is shorter`);
-      const before = snapshot(store.stats);
-      const processedBefore = processed;
-      // Where the time goes: a read_committed observer of the internal topic sees each
-      // touchpoint when the repartition stage's transaction commits.
-      const visibleAt = new Map<string, number>();
-      const observer = await observe(kafka, topics.byCustomer, (id, at) => {
-        if (producedAt.has(id)) visibleAt.set(id, at);
-      });
-      cleanups.push(() => observer.disconnect());
-      progress(`latency run: ${live.lines.length} touchpoints at ${targetRate}/s for ${options.latencySeconds} s`);
-      started = performance.now();
-      let sent = 0;
-      while (sent < live.lines.length) {
-        const elapsed = seconds(started);
-        const due = Math.min(live.lines.length, Math.floor(elapsed * targetRate) + 1);
-        if (due > sent) {
-          const at = performance.now();
-          for (let i = sent; i < due; i += 1) producedAt.set(live.ids[i]!, at);
-          await publishLines(producer, topics, live.lines.slice(sent, due), { source: 'bench-latency' });
-          sent = due;
-        } else {
-          await sleep(Math.max(1, (sent / targetRate - elapsed) * 1000));
-        }
-      }
-      const produceSeconds = seconds(started);
-      const committedAll = await until(() => committedAt.size >= live.lines.length, 'the latency run being committed', 60_000, 10).then(
-        () => true,
-        () => false,
-      );
-      const sorted = (values: Iterable<number>) => [...values].sort((a, b) => a - b);
-      const endToEnd = sorted([...committedAt].map(([id, at]) => at - producedAt.get(id)!));
-      const observed = [...committedAt].filter(([id]) => visibleAt.has(id));
-      const toVisible = sorted(observed.map(([id]) => visibleAt.get(id)! - producedAt.get(id)!));
-      const toCommitted = sorted(observed.map(([id, at]) => at - visibleAt.get(id)!));
-      latency = {
-        targetRate,
-        achievedRate: Math.round(live.lines.length / produceSeconds),
-        produced: live.lines.length,
-        committed: endToEnd.length,
-        produceSeconds: round3(produceSeconds),
-        p50Ms: round1(percentile(endToEnd, 0.5)),
-        p95Ms: round1(percentile(endToEnd, 0.95)),
-        p99Ms: round1(percentile(endToEnd, 0.99)),
-        maxMs: round1(endToEnd[endToEnd.length - 1] ?? Number.NaN),
-        split: {
-          observed: observed.length,
-          repartitionedP50Ms: round1(percentile(toVisible, 0.5)),
-          repartitionedP99Ms: round1(percentile(toVisible, 0.99)),
-          projectedP50Ms: round1(percentile(toCommitted, 0.5)),
-          projectedP99Ms: round1(percentile(toCommitted, 0.99)),
-        },
-        chunks: chunkFigures(before, store.stats, processed - processedBefore),
-      };
-      progress(
-        `latency produce → read model committed at ${latency.achievedRate}/s: p50 ${latency.p50Ms} ms, p95 ${latency.p95Ms} ms, ` +
-          `p99 ${latency.p99Ms} ms (goal < 500 ms), max ${latency.maxMs} ms; ${latency.chunks.chunks} chunks of ${latency.chunks.meanTouchpoints} touchpoints, ` +
-          `${latency.chunks.meanTransactionMs} ms each` +
-          (committedAll ? '' : `; only ${endToEnd.length} of ${live.lines.length} committed within 60 s of the last produce`),
-      );
-      progress(
-        `of which produce → visible in ${topics.byCustomer} (repartition transaction committed): p50 ${latency.split.repartitionedP50Ms} ms, p99 ${latency.split.repartitionedP99Ms} ms; ` +
-          `visible → read model committed: p50 ${latency.split.projectedP50Ms} ms, p99 ${latency.split.projectedP99Ms} ms (${observed.length} touchpoints observed)`,
-      );
-      progress(`slowest statements per chunk: ${describeSlowest(latency.chunks)}`);
-      if (!committedAll) throw new Error(`kafka bench: only ${endToEnd.length} of ${live.lines.length} touchpoints of the latency run were committed within 60 s`);
-    }
+    const runs: ProjectorRun[] = [];
+    for (const [i, p] of produced.entries()) runs.push(await projectorRun(ctx, options.instances[i]!, p.topics, p.accepted, i === 0 ? live : undefined));
+
+    const single = runs[0]!;
+    const ratio = single.perSecond / noop.perSecond;
+    const latency = single.latency;
+    const grows = runs.every((run, i) => i === 0 || run.perSecond >= GROWTH * runs[i - 1]!.perSecond);
+    const multi = runs.filter((r) => r.instances >= 2);
     const warnings = Object.fromEntries([...repeated].filter(([, n]) => n > 1));
-    if (Object.keys(warnings).length > 0) progress(`repeated warnings: ${Object.entries(warnings).map(([msg, n]) => `${n}× ${JSON.stringify(msg)}`).join('; ')}`);
+    const goals: BenchRow[] = [
+      {
+        id: 'projector_vs_noop',
+        measure: `${KAFKA_GOALS.projector_vs_noop.measure} (${PARTITIONS} partitions)`,
+        value: round3(ratio),
+        unit: '×',
+        shown: `${ratio.toFixed(3)} ×`,
+        goal: KAFKA_GOALS.projector_vs_noop.goal,
+        met: ratio >= 0.5,
+        notes: [
+          `lifecycle project, ${runNote(single)}`,
+          `no-op kafkajs consumer of the same topic: ${thousands(noop.perSecond)}/s (${noop.seconds.toFixed(2)} s, its connect and join included)`,
+        ],
+      },
+      latency === null
+        ? skippedRow('latency_p99', KAFKA_GOALS.latency_p99.measure, KAFKA_GOALS.latency_p99.goal, '--kafka-seconds 0')
+        : {
+            id: 'latency_p99',
+            measure: `${KAFKA_GOALS.latency_p99.measure} at ${thousands(latency.achievedRate)}/s`,
+            value: latency.p99Ms,
+            unit: 'ms',
+            shown: `${thousands(latency.p99Ms)} ms`,
+            goal: KAFKA_GOALS.latency_p99.goal,
+            met: latency.p99Ms < 500,
+            notes: [
+              `${thousands(latency.produced)} touchpoints over ${latency.produceSeconds.toFixed(0)} s (target ${thousands(latency.targetRate)}/s${options.latencyRate === undefined ? ", half the projector's rate" : ''}): ` +
+                `p50 ${latency.p50Ms} ms, p95 ${latency.p95Ms} ms, max ${latency.maxMs} ms`,
+              `produce → repartitioned p50 ${latency.repartitionedP50Ms} ms, p99 ${latency.repartitionedP99Ms} ms; → committed p50 ${latency.projectedP50Ms} ms, p99 ${latency.projectedP99Ms} ms ` +
+                `(stored offsets polled every ${SAMPLE_MS} ms)`,
+            ],
+          },
+      {
+        id: 'instances',
+        measure: `${KAFKA_GOALS.instances.measure} ${runs.map((r) => r.instances).join(' / ')}`,
+        value: Object.fromEntries(runs.map((r) => [String(r.instances), r.perSecond])),
+        unit: 'touchpoints/s',
+        shown: `${runs.map((r) => thousands(r.perSecond)).join(' / ')} /s`,
+        goal: KAFKA_GOALS.instances.goal,
+        met: runs.length > 1 ? grows : null,
+        notes: [...runs.map(runNote), `${cpus().length} cores for the projectors, PostgreSQL, the Kafka broker and the bench`],
+      },
+      multi.length === 0
+        ? skippedRow('overlap', KAFKA_GOALS.overlap.measure, KAFKA_GOALS.overlap.goal, 'no run with 2 or more instances (--instances)')
+        : {
+            id: 'overlap',
+            measure: KAFKA_GOALS.overlap.measure,
+            value: Object.fromEntries(multi.map((r) => [String(r.instances), r.overlap.working2])),
+            unit: 'share of samples',
+            shown: multi.map((r) => `${r.instances}: ${percent(r.overlap.working2)}`).join(', '),
+            goal: KAFKA_GOALS.overlap.goal,
+            met: multi.every((r) => r.overlap.working2 >= OVERLAP),
+            notes: runs.map(
+              (r) =>
+                `${r.instances} instance(s), ${r.overlap.samples} samples of pg_stat_activity every ${SAMPLE_MS} ms: ≥ 1 working in a transaction ${percent(r.overlap.busy)}, ` +
+                `≥ 2 working ${percent(r.overlap.working2)}, ≥ 2 in a transaction counting lock waits ${percent(r.overlap.inTransaction2)}, ` +
+                `instances waiting on a lock ${r.overlap.meanWaitingOnLock} on average`,
+            ),
+          },
+    ];
+    const context: BenchRow[] = [
+      { id: 'noop_consumer', measure: 'no-op kafkajs consumer, same topic', value: noop.perSecond, unit: 'messages/s', shown: `${thousands(noop.perSecond)}/s`, goal: null, met: null, notes: [] },
+      {
+        id: 'produce',
+        measure: 'lifecycle produce (validate, publish)',
+        value: Math.round(first.accepted / first.run.seconds),
+        unit: 'touchpoints/s',
+        shown: `${thousands(first.accepted / first.run.seconds)}/s`,
+        goal: null,
+        met: null,
+        notes: [`${thousands(first.accepted)} touchpoints, ${first.run.seconds.toFixed(1)} s from spawn to exit`],
+      },
+    ];
+    if (Object.keys(warnings).length > 0) progress(`kafka: the bench's clients repeated warnings: ${JSON.stringify(warnings)}`);
     return {
-      stage: 'kafka',
-      touchpoints: projected,
-      seconds: round3(projectorSeconds),
-      perSecond,
-      peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
-      topic: topics.input,
-      partitions: BENCH_PARTITIONS,
-      chunkSize: options.chunkSize ?? null,
-      produce,
-      noop,
-      ratio,
-      projector,
-      latency,
-      warnings,
+      goals,
+      context,
+      details: { partitions: PARTITIONS, touchpoints: options.touchpoints, chunkSize: options.chunkSize ?? null, produce: produced.map((p) => ({ topic: p.topics.input, accepted: p.accepted, ...runFigures(p.run) })), noop, runs, warnings },
     };
   } finally {
-    for (const cleanup of cleanups.reverse()) {
-      await cleanup().catch((error: unknown) => log.error({ err: error }, 'kafka bench cleanup failed'));
-    }
+    if (allTopics.length > 0) await deleteTopics(kafka, allTopics, log);
   }
 }
 
-/** The stage's lines under the other stages' table. */
-export function formatKafkaStage(r: KafkaStageResult): string[] {
-  const lines = [
-    `${'kafka'.padEnd(8)} ${String(r.perSecond).padStart(14)} ${r.seconds.toFixed(2).padStart(9)} ${String(r.peakRssMb).padStart(12)}  ` +
-      `projector Kafka → PostgreSQL, ${r.touchpoints} touchpoints, ${r.partitions} partitions`,
-    `${''.padEnd(8)} no-op consumer ${r.noop.perSecond}/s (${r.noop.seconds.toFixed(2)} s) · projector/no-op ${r.ratio.toFixed(3)} (goal ≥ 0.5) · ` +
-      `${r.projector.chunks} chunks of ${r.projector.meanTouchpoints}, ${r.projector.meanTransactionMs} ms each`,
-  ];
-  if (r.latency !== null) {
-    const l = r.latency;
-    lines.push(
-      `${''.padEnd(8)} produce → read model committed at ${l.achievedRate}/s for ${l.produceSeconds.toFixed(0)} s: ` +
-        `p50 ${l.p50Ms} ms · p95 ${l.p95Ms} ms · p99 ${l.p99Ms} ms (goal < 500 ms) · max ${l.maxMs} ms ` +
-        `(p99 to the repartitioned topic ${l.split.repartitionedP99Ms} ms, from it to PostgreSQL ${l.split.projectedP99Ms} ms)`,
-    );
-  }
-  return lines;
+async function deleteTopics(kafka: Kafka, topics: Topics[], log: pino.Logger): Promise<void> {
+  const admin = kafka.admin();
+  await admin
+    .connect()
+    .then(() => admin.deleteTopics({ topics: topics.flatMap((t) => [t.input, t.byCustomer, t.deadLetter]) }))
+    .catch((error: unknown) => log.error({ err: error }, 'kafka bench: deleting its topics failed'))
+    .finally(() => admin.disconnect());
 }

@@ -1,0 +1,258 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { DEFAULT_CONFIG, parseTouchpoint, type Touchpoint } from '@lifecycle/contracts';
+import { groupByCustomer, projectAsOf } from '@lifecycle/domain';
+import { openLifecycleStore } from '@lifecycle/projection';
+import { countCustomersByStage } from '@lifecycle/readmodel';
+import { generateFile, runCli, runFigures, type CliRun } from './bench-process.js';
+import { mib, progress, round3, thousands, type BenchRow, type PartResult } from './bench-report.js';
+
+/** Delivery faults of the embedded dataset: redeliveries, invalid lines, late (shuffled) lines. */
+export const NOISE = { duplicateRate: 0.05, invalidRate: 0.01, lateRate: 0.05 } as const;
+
+/** Stages timed inside one bench child process each (no store), on the same dataset. */
+export const PURE_STAGES = ['parse', 'group', 'fold'] as const;
+export type PureStage = (typeof PURE_STAGES)[number];
+
+export interface EmbeddedOptions {
+  /** Lines of the dataset that ingest and replay work on. */
+  touchpoints: number;
+  /** Customers the dataset is generated from (the export as of an instant folds them). */
+  customers: number;
+  seed: number;
+  workDir: string;
+}
+
+const DAY = 86_400_000;
+
+// `--data-dir` is what is measured: LIFECYCLE_DATABASE_URL in the bench's environment would win over it.
+const EMBEDDED_ENV = { LIFECYCLE_DATABASE_URL: undefined };
+
+async function fileLines(file: string): Promise<string[]> {
+  const lines = (await readFile(file, 'utf8')).split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+/**
+ * A pure stage over the dataset, run by `bench --child STAGE --input FILE` in a process of its
+ * own so that the peak RSS is that stage's: parse+validate every line, group the distinct valid
+ * touchpoints by customer, or fold them and the cohort table as of the latest instant.
+ */
+export async function runPureStage(stage: PureStage, file: string): Promise<{ stage: PureStage; items: number; seconds: number }> {
+  const lines = await fileLines(file);
+  const distinct = new Map<string, Touchpoint>();
+  if (stage !== 'parse') {
+    for (const line of lines) {
+      const parsed = parseTouchpoint(line);
+      if (parsed.ok) distinct.set(parsed.touchpoint.id, parsed.touchpoint);
+    }
+  }
+  const grouped = stage === 'fold' ? groupByCustomer(distinct.values()) : undefined;
+  const started = performance.now();
+  switch (stage) {
+    case 'parse':
+      for (const line of lines) parseTouchpoint(line);
+      break;
+    case 'group':
+      groupByCustomer(distinct.values());
+      break;
+    case 'fold':
+      projectAsOf(grouped!.inputs, grouped!.latest, DEFAULT_CONFIG);
+      break;
+  }
+  return { stage, items: stage === 'parse' ? lines.length : distinct.size, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * JSON.parse of every line, nothing kept: the floor any ingest pays, measured in this process
+ * so that the ratio does not depend on the machine. Returns the as-of instant of the export too.
+ */
+async function bareParse(file: string) {
+  const lines = await fileLines(file);
+  let objects = 0;
+  const started = performance.now();
+  for (const line of lines) {
+    try {
+      JSON.parse(line);
+      objects += 1;
+    } catch {
+      // Malformed on purpose (the noise): the ingest pays for it too.
+    }
+  }
+  const seconds = (performance.now() - started) / 1000;
+  let latest = Number.NEGATIVE_INFINITY;
+  for (const line of lines) {
+    const at = /"occurredAt":"([^"]+)"/.exec(line)?.[1];
+    const ms = at === undefined ? Number.NaN : Date.parse(at);
+    if (ms > latest) latest = ms;
+  }
+  return { lines: lines.length, objects, seconds: round3(seconds), perSecond: Math.round(lines.length / seconds), latest };
+}
+
+async function countLines(stdout: Readable, into: { lines: number }) {
+  for await (const chunk of stdout as AsyncIterable<Buffer>) {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) into.lines += 1;
+  }
+}
+
+interface StoreCounts {
+  customers: number;
+  events: number;
+  touchpointEvents: number;
+}
+
+/** What the store holds once the commands are done (they have released its lock). */
+async function storeCounts(dataDir: string): Promise<StoreCounts> {
+  const db = await openLifecycleStore({ dataDir });
+  try {
+    const byStage = await countCustomersByStage(db);
+    const [row] = await db.query<{ events: number | string; touchpoints: number | string }>(
+      "SELECT count(*) AS events, count(*) FILTER (WHERE event_type = 'TouchpointRecorded') AS touchpoints FROM lifecycle_events",
+    );
+    return { customers: Object.values(byStage).reduce((a, b) => a + b, 0), events: Number(row?.events ?? 0), touchpointEvents: Number(row?.touchpoints ?? 0) };
+  } finally {
+    await db.close();
+  }
+}
+
+const perSecond = (items: number, run: Pick<CliRun, 'seconds'>) => Math.round(items / run.seconds);
+
+/**
+ * The embedded rows, each through the real CLI in a child process: `generate` with delivery
+ * noise into a file, `ingest --data-dir` (and the same on an empty file: the base of the peak
+ * RSS), `replay --data-dir`, `export cohorts --as-of`.
+ */
+export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult> {
+  const { workDir } = options;
+  const file = join(workDir, 'touchpoints.ndjson');
+  const noise = ['--duplicate-rate', String(NOISE.duplicateRate), '--invalid-rate', String(NOISE.invalidRate), '--late-rate', String(NOISE.lateRate)];
+  progress(`embedded: generating ${thousands(options.customers)} customers (seed ${options.seed}, noise ${JSON.stringify(NOISE)}), keeping the first ${thousands(options.touchpoints)} lines`);
+  const lines = await generateFile(['--customers', String(options.customers), '--seed', String(options.seed), ...noise], file, options.touchpoints);
+
+  const parse = await bareParse(file);
+  progress(`embedded: bare JSON.parse of the ${thousands(lines)} lines: ${thousands(parse.perSecond)}/s`);
+
+  const pure = [];
+  for (const stage of PURE_STAGES) {
+    const run = await runCli(['bench', '--child', stage, '--input', file], { stdout: 'text' });
+    const result = JSON.parse(run.stdout) as Awaited<ReturnType<typeof runPureStage>>;
+    pure.push({ ...result, seconds: round3(result.seconds), perSecond: Math.round(result.items / result.seconds), peakRssKiB: run.peakRssKiB });
+    progress(`embedded: ${stage}: ${thousands(result.items / result.seconds)}/s`);
+  }
+
+  const emptyFile = join(workDir, 'empty.ndjson');
+  await writeFile(emptyFile, '');
+  const empty = await runCli(['ingest', emptyFile, '--data-dir', join(workDir, 'empty-store')], { env: EMBEDDED_ENV });
+  progress(`embedded: ingest of an empty file: ${empty.seconds.toFixed(1)} s, peak RSS ${mib(empty.peakRssKiB ?? 0)} MiB`);
+
+  const store = join(workDir, 'store');
+  progress(`embedded: ingest of ${thousands(lines)} lines into ${store}`);
+  const ingest = await runCli(['ingest', file, '--data-dir', store], { env: EMBEDDED_ENV, stdout: 'text' });
+  const summary = JSON.parse(ingest.stdout) as { lines: number; accepted: number; duplicates: number; rejected: Record<string, number> };
+  progress(`embedded: ingest: ${ingest.seconds.toFixed(1)} s, ${thousands(perSecond(lines, ingest))}/s, peak RSS ${mib(ingest.peakRssKiB ?? 0)} MiB`);
+
+  progress('embedded: replay');
+  const replay = await runCli(['replay', '--data-dir', store], { env: EMBEDDED_ENV, stdout: 'text' });
+  progress(`embedded: replay: ${replay.seconds.toFixed(1)} s`);
+
+  const asOf = new Date(parse.latest - 30 * DAY).toISOString();
+  const cohortRows = { lines: 0 };
+  progress(`embedded: export cohorts --as-of ${asOf}`);
+  const exported = await runCli(['export', 'cohorts', '--as-of', asOf, '--data-dir', store], { env: EMBEDDED_ENV, stdout: (stdout) => countLines(stdout, cohortRows) });
+  progress(`embedded: export: ${exported.seconds.toFixed(1)} s`);
+
+  const counts = await storeCounts(store);
+  const ingestRate = perSecond(lines, ingest);
+  const ratio = ingestRate / parse.perSecond;
+  const replayRate = perSecond(counts.events, replay);
+  const rssPerCustomer = ingest.peakRssKiB !== null && empty.peakRssKiB !== null && counts.customers > 0 ? (ingest.peakRssKiB - empty.peakRssKiB) / counts.customers : null;
+  const runNote = (run: CliRun) => `${run.seconds.toFixed(1)} s from spawn to exit, peak RSS ${run.peakRssKiB === null ? '?' : `${mib(run.peakRssKiB)} MiB`}, CPU ${run.cpuSeconds?.toFixed(1) ?? '?'} s`;
+
+  const goals: BenchRow[] = [
+    {
+      id: 'ingest',
+      measure: `embedded ingest, ${thousands(lines)} noisy lines`,
+      value: ingestRate,
+      unit: 'touchpoints/s',
+      shown: `${thousands(ingestRate)}/s`,
+      goal: '≥ 100,000/s',
+      met: ingestRate >= 100_000,
+      notes: [
+        `lifecycle ingest FILE --data-dir DIR: ${runNote(ingest)}`,
+        `${thousands(summary.accepted)} accepted, ${thousands(summary.duplicates)} duplicates, rejected ${JSON.stringify(summary.rejected)}`,
+      ],
+    },
+    {
+      id: 'ingest_vs_parse',
+      measure: '  ÷ bare JSON.parse of the same lines',
+      value: round3(ratio),
+      unit: '×',
+      shown: `${ratio.toFixed(3)} ×`,
+      goal: '≥ 0.1 ×',
+      met: ratio >= 0.1,
+      notes: [`JSON.parse in the bench process: ${thousands(parse.perSecond)} lines/s`],
+    },
+    {
+      id: 'replay',
+      measure: `replay, ${thousands(counts.events)} events`,
+      value: replayRate,
+      unit: 'events/s',
+      shown: `${thousands(replayRate)}/s`,
+      goal: '≥ 200,000/s',
+      met: replayRate >= 200_000,
+      notes: [
+        `lifecycle replay --data-dir DIR: ${runNote(replay)}`,
+        `events in the streams: ${thousands(counts.touchpointEvents)} touchpoints + ${thousands(counts.events - counts.touchpointEvents)} lifecycle events`,
+      ],
+    },
+    {
+      id: 'ingest_rss_per_customer',
+      measure: 'ingest peak RSS above base, per customer',
+      value: rssPerCustomer === null ? null : round3(rssPerCustomer),
+      unit: 'KiB',
+      shown: rssPerCustomer === null ? 'unknown' : `${rssPerCustomer.toFixed(2)} KiB`,
+      goal: '≤ 1 KiB',
+      met: rssPerCustomer === null ? null : rssPerCustomer <= 1,
+      notes: [
+        `peak ${mib(ingest.peakRssKiB ?? 0)} MiB − ${mib(empty.peakRssKiB ?? 0)} MiB (the same command on an empty file: ${empty.seconds.toFixed(1)} s) over ${thousands(counts.customers)} customers in the read model`,
+      ],
+    },
+    {
+      id: 'export_as_of',
+      measure: `export cohorts --as-of, ${thousands(counts.customers)} customers`,
+      value: round3(exported.seconds),
+      unit: 's',
+      shown: `${exported.seconds.toFixed(2)} s`,
+      goal: '< 1 s',
+      met: exported.seconds < 1,
+      notes: [`--as-of ${asOf} (30 days before the latest occurredAt): ${runNote(exported)}, ${cohortRows.lines} cohort rows`],
+    },
+  ];
+  const context: BenchRow[] = pure.map((p) => ({
+    id: p.stage,
+    measure: { parse: 'parse + validate (contract)', group: 'group by customer', fold: 'fold + cohort table' }[p.stage],
+    value: p.perSecond,
+    unit: p.stage === 'parse' ? 'lines/s' : 'touchpoints/s',
+    shown: `${thousands(p.perSecond)}/s`,
+    goal: p.stage === 'fold' ? '≥ 1,000,000/s' : null,
+    met: p.stage === 'fold' ? p.perSecond >= 1_000_000 : null,
+    notes: [`${thousands(p.items)} ${p.stage === 'parse' ? 'lines' : 'distinct valid touchpoints'} in ${p.seconds.toFixed(2)} s, in a process of its own: peak RSS ${mib(p.peakRssKiB ?? 0)} MiB`],
+  }));
+  return {
+    goals,
+    context,
+    details: {
+      dataset: { customers: options.customers, lines, seed: options.seed, noise: NOISE },
+      bareParse: { lines: parse.lines, objects: parse.objects, seconds: parse.seconds, perSecond: parse.perSecond },
+      pure,
+      emptyIngest: runFigures(empty),
+      ingest: { ...runFigures(ingest), perSecond: ingestRate, ratioToParse: round3(ratio), summary },
+      replay: { ...runFigures(replay), perSecond: replayRate, summary: JSON.parse(replay.stdout) as unknown },
+      store: counts,
+      rssPerCustomerKiB: rssPerCustomer === null ? null : round3(rssPerCustomer),
+      export: { ...runFigures(exported), asOf, cohortRows: cohortRows.lines },
+    },
+  };
+}
