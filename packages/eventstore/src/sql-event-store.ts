@@ -62,13 +62,31 @@ const toRecorded = (row: EventRow): RecordedEvent => ({
 
 const UNIQUE_VIOLATION = '23505';
 
-/** The SQL store can also read streams from a revision on (see `StreamCache` in projection). */
+/** What the SQL store adds for the projector, which appends inside its own transactions. */
 export interface SqlEventStore extends EventStore {
+  /** The last revision of each given stream that has events. */
+  lastRevisions(streamIds: readonly string[]): Promise<Map<string, number>>;
   /**
-   * For each stream, its events after the given revision (-1: the whole stream), in revision
-   * order; a stream with none is absent from the map.
+   * Inserts events at the revisions they carry, for a writer that knows its streams' revisions
+   * (the projector, which owns them): one statement, no check first. Another writer at one of
+   * the revisions, or an event id already recorded, is a ConcurrencyError.
    */
-  readStreamsAfter(after: ReadonlyMap<string, number>): Promise<Map<string, RecordedEvent[]>>;
+  insert(events: readonly RecordedEvent[]): Promise<void>;
+  /** The data of the events with these ids that are recorded. */
+  findById(eventIds: readonly string[]): Promise<Map<string, unknown>>;
+}
+
+const EVENT_COLUMNS = { stream_id: 'text', revision: 'integer', event_id: 'uuid', event_type: 'text', data: 'jsonb' } as const;
+
+async function insertRows(sql: SqlExecutor, rows: readonly EventRow[]): Promise<void> {
+  try {
+    await bulkInsert(sql, 'lifecycle_events', EVENT_COLUMNS, rows);
+  } catch (error) {
+    if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+    // Another writer committed first; the transaction is aborted, the caller retries it.
+    const streamId = /\(stream_id, revision\)=\(([^,]*),/.exec((error as Error).message)?.[1] ?? 'unknown';
+    throw new ConcurrencyError(streamId, -1, -1, { cause: error });
+  }
 }
 
 /** Groups rows by stream, each stream in revision order. */
@@ -88,22 +106,11 @@ function byStream(rows: readonly EventRow[]): Map<string, RecordedEvent[]> {
  * appends commit or roll back together with the read models written in it.
  */
 export function sqlEventStore(sql: SqlExecutor): SqlEventStore {
-  return {
+  const store: SqlEventStore = {
     async append(requests) {
       if (requests.length === 0) return;
       const streamIds = requests.map((r) => r.streamId);
-      const revisions = new Map(
-        (
-          await sql.query<{ stream_id: string; revision: number }>(
-            // One backward index probe per stream: max() over `= ANY` read every event of
-            // every stream (a customer's whole history) just to find its last revision.
-            `SELECT s.stream_id, last.revision FROM unnest($1::text[]) AS s(stream_id)
-             CROSS JOIN LATERAL (SELECT revision FROM lifecycle_events e
-                                 WHERE e.stream_id = s.stream_id ORDER BY revision DESC LIMIT 1) last`,
-            [streamIds],
-          )
-        ).map((r) => [r.stream_id, r.revision]),
-      );
+      const revisions = await store.lastRevisions(streamIds);
       const rows: EventRow[] = [];
       for (const request of requests) {
         const current = revisions.get(request.streamId) ?? -1;
@@ -121,14 +128,31 @@ export function sqlEventStore(sql: SqlExecutor): SqlEventStore {
           rows.push({ stream_id: request.streamId, revision: current + 1 + i, event_id: event.id, event_type: event.type, data: event.data }),
         );
       }
-      try {
-        await bulkInsert(sql, 'lifecycle_events', { stream_id: 'text', revision: 'integer', event_id: 'uuid', event_type: 'text', data: 'jsonb' }, rows);
-      } catch (error) {
-        if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
-        // Another writer committed first; the transaction is aborted, the caller retries it.
-        const streamId = /\(stream_id, revision\)=\(([^,]*),/.exec((error as Error).message)?.[1] ?? 'unknown';
-        throw new ConcurrencyError(streamId, -1, -1, { cause: error });
-      }
+      await insertRows(sql, rows);
+    },
+
+    async insert(events) {
+      await insertRows(
+        sql,
+        events.map((e) => ({ stream_id: e.streamId, revision: e.revision, event_id: e.id, event_type: e.type, data: e.data })),
+      );
+    },
+
+    async lastRevisions(streamIds) {
+      if (streamIds.length === 0) return new Map();
+      const rows = await sql.query<{ stream_id: string; revision: number }>(
+        `SELECT s.stream_id, last.revision FROM unnest($1::text[]) AS s(stream_id)
+         CROSS JOIN LATERAL (SELECT revision FROM lifecycle_events e
+                             WHERE e.stream_id = s.stream_id ORDER BY revision DESC LIMIT 1) last`,
+        [streamIds],
+      );
+      return new Map(rows.map((r) => [r.stream_id, r.revision]));
+    },
+
+    async findById(eventIds) {
+      if (eventIds.length === 0) return new Map();
+      const rows = await sql.query<{ event_id: string; data: unknown }>('SELECT event_id, data FROM lifecycle_events WHERE event_id = ANY($1::uuid[])', [eventIds]);
+      return new Map(rows.map((r) => [r.event_id, r.data]));
     },
 
     async readStreams(streamIds) {
@@ -138,20 +162,6 @@ export function sqlEventStore(sql: SqlExecutor): SqlEventStore {
       const rows = await sql.query<EventRow>(
         'SELECT stream_id, revision, event_id, event_type, data FROM lifecycle_events WHERE stream_id = ANY($1::text[])',
         [streamIds],
-      );
-      return byStream(rows);
-    },
-
-    async readStreamsAfter(after) {
-      if (after.size === 0) return new Map();
-      // One index range scan per stream (LATERAL): a join on the unnested pairs may be planned
-      // as a hash join over the whole table when the planner misjudges the array's length.
-      const rows = await sql.query<EventRow>(
-        `SELECT e.stream_id, e.revision, e.event_id, e.event_type, e.data
-         FROM unnest($1::text[], $2::integer[]) AS s(stream_id, after)
-         CROSS JOIN LATERAL (SELECT * FROM lifecycle_events e
-                             WHERE e.stream_id = s.stream_id AND e.revision > s.after ORDER BY e.revision) e`,
-        [[...after.keys()], [...after.values()]],
       );
       return byStream(rows);
     },
@@ -170,4 +180,5 @@ export function sqlEventStore(sql: SqlExecutor): SqlEventStore {
       }
     },
   };
+  return store;
 }

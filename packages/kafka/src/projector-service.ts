@@ -2,8 +2,9 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from '
 import type { Logger } from 'pino';
 import type { LifecycleConfig, Rejection, Touchpoint } from '@lifecycle/contracts';
 import { ConcurrencyError } from '@lifecycle/eventstore';
-import { advanceWatermark, conflictRejection, crashBeforeCommit, isolatePoison, projectBatch, storeRejection, StreamCache, type BatchOutcome } from '@lifecycle/projection';
-import { loadConsumerOffsets, saveConsumerOffsets } from '@lifecycle/readmodel';
+import { advanceWatermark, conflictRejection, crashBeforeCommit, isolatePoison, KeyedState, projectBatch, storeRejection, type BatchOutcome, type Ownership } from '@lifecycle/projection';
+import { assertClaims, FencedError, loadConsumerOffsets, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
+import type { SqlExecutor } from '@lifecycle/sql';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { createProducer, type Topics } from './client.js';
 import { byteBounded, deadLetterMessage, parseMessage, touchpointMessage } from './touchpoint-messages.js';
@@ -35,6 +36,15 @@ export interface ProjectorServiceOptions {
 }
 
 const CONFLICT_RETRIES = 5;
+/** How often an instance without input re-folds what others nudged it to and catches up with their time. */
+const SETTLE_INTERVAL_MS = 500;
+
+// Two instances' transactions may wait on each other (a visitor, a cohort cell, an event id both
+// write): PostgreSQL aborts one, which is retried like a concurrent append.
+const DEADLOCK = '40P01';
+const SERIALIZATION_FAILURE = '40001';
+const isConflict = (error: unknown) =>
+  error instanceof ConcurrencyError || [DEADLOCK, SERIALIZATION_FAILURE].includes((error as { code?: string }).code ?? '');
 
 /**
  * The distributed projector: two consumer groups in one process.
@@ -44,8 +54,10 @@ const CONFLICT_RETRIES = 5;
  *    topic, in a Kafka transaction that also commits the input offsets: each input message is
  *    re-published exactly once, also across crashes.
  * 2. *Project*: reads `…by-customer` and projects each chunk in one PostgreSQL transaction with
- *    its offsets; on assignment it seeks to the stored offsets, and it skips anything below them
- *    (Kafka's committed offsets are only a hint).
+ *    its offsets; on assignment it claims its partitions (a new epoch each, which fences their
+ *    previous owner) and seeks to the stored offsets, and it skips anything below them (Kafka's
+ *    committed offsets are only a hint). It owns the customers of its partitions and keeps them
+ *    in memory (`KeyedState`); instances write concurrently, with no lock in common.
  */
 export class ProjectorService {
   private readonly groupId: string;
@@ -53,11 +65,18 @@ export class ProjectorService {
   private readonly repartitionConsumer: Consumer;
   private readonly projectConsumer: Consumer;
   private readonly producer: Producer;
+  /** Dead letters of the project stage: never the repartition stage's transactional producer, which one send at a time may use. */
+  private readonly deadLetters: Producer;
   private lastInputAt = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
-  private advancing = false;
-  /** Streams read by earlier chunks: a chunk reads only what they gained since. */
-  private readonly streams = new StreamCache();
+  private settleTimer: NodeJS.Timeout | undefined;
+  /** The customers of the claimed partitions. */
+  private readonly keyed = new KeyedState();
+  /** The partitions claimed at the last assignment; chunks wait for it. */
+  private claims: Promise<PartitionClaim[]> = Promise.resolve([]);
+  private assigned: number[] = [];
+  /** One transaction at a time: chunks, settling and the wall clock share the keyed state. */
+  private exclusive: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: ProjectorServiceOptions) {
     this.groupId = options.groupId ?? `lifecycle-projector.${options.topics.input}`;
@@ -71,6 +90,7 @@ export class ProjectorService {
       // end-to-end latency.
       retry: { initialRetryTime: 20, retries: 10 },
     });
+    this.deadLetters = createProducer(kafka);
     this.repartitionConsumer = kafka.consumer({ groupId: this.repartitionGroupId, readUncommitted: false });
     this.projectConsumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
   }
@@ -78,37 +98,78 @@ export class ProjectorService {
   async start(): Promise<void> {
     const { topics } = this.options;
     await this.producer.connect();
+    await this.deadLetters.connect();
     await this.repartitionConsumer.connect();
     await this.projectConsumer.connect();
     await this.repartitionConsumer.subscribe({ topics: [topics.input], fromBeginning: true });
     await this.projectConsumer.subscribe({ topics: [topics.byCustomer], fromBeginning: true });
     this.projectConsumer.on(this.projectConsumer.events.GROUP_JOIN, ({ payload }) => {
-      // Only a shortcut: project() skips whatever lies below the stored offsets anyway.
-      this.seekToStoredOffsets(payload.memberAssignment[topics.byCustomer] ?? []).catch((error: unknown) =>
-        this.options.logger.warn({ err: error }, 'could not seek to the stored offsets'),
-      );
+      this.assigned = payload.memberAssignment[topics.byCustomer] ?? [];
+      this.claims = this.claim(this.assigned);
     });
     await this.repartitionConsumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.repartition(payload) });
     await this.projectConsumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.project(payload) });
     const idleMs = this.options.wallClockAfterIdleMs;
     if (idleMs !== undefined) this.idleTimer = setInterval(() => void this.advanceIfIdle(idleMs), Math.min(idleMs, 5_000));
+    this.settleTimer = setInterval(() => void this.settleIfIdle(), SETTLE_INTERVAL_MS);
   }
 
   /** Finishes the batches in flight, then leaves the groups. */
   async stop(): Promise<void> {
     clearInterval(this.idleTimer);
+    clearInterval(this.settleTimer);
     await Promise.allSettled([this.repartitionConsumer.disconnect(), this.projectConsumer.disconnect()]);
-    await this.producer.disconnect();
+    await Promise.allSettled([this.producer.disconnect(), this.deadLetters.disconnect()]);
   }
 
-  private async seekToStoredOffsets(partitions: number[]): Promise<void> {
+  /**
+   * Claims the assigned partitions (fencing their previous owner, after its transaction in
+   * flight), forgets the customers held so far (their partitions may have had another owner
+   * meanwhile), and seeks to the stored offsets: only a shortcut, project() skips whatever lies
+   * below them anyway.
+   */
+  private claim(partitions: number[]): Promise<PartitionClaim[]> {
+    const { db, logger } = this.options;
     const topic = this.options.topics.byCustomer;
-    const stored = await loadConsumerOffsets(this.options.db, this.groupId, topic);
-    for (const partition of partitions) {
-      const offset = stored.get(partition);
-      if (offset !== undefined) this.projectConsumer.seek({ topic, partition, offset: String(offset) });
-    }
-    this.options.logger.info({ topic, partitions, stored: Object.fromEntries(stored) }, 'partitions assigned');
+    const claimed = this.serially(async () => {
+      this.keyed.clear();
+      const claims = await db.transaction((tx) => takePartitions(tx, this.groupId, topic, partitions));
+      const stored = await loadConsumerOffsets(db, this.groupId, topic);
+      for (const partition of partitions) {
+        const offset = stored.get(partition);
+        if (offset !== undefined) this.projectConsumer.seek({ topic, partition, offset: String(offset) });
+      }
+      logger.info({ topic, partitions, epochs: Object.fromEntries(claims.map((c) => [c.partition, c.epoch])), stored: Object.fromEntries(stored) }, 'partitions claimed');
+      return claims;
+    });
+    claimed.catch((error: unknown) => logger.error({ err: error }, 'could not claim the assigned partitions'));
+    return claimed;
+  }
+
+  /** The claims of the current assignment, claimed again if that failed (the database was away). */
+  private currentClaims(): Promise<PartitionClaim[]> {
+    return this.claims.catch(() => (this.claims = this.claim(this.assigned)));
+  }
+
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.exclusive.then(work, work);
+    this.exclusive = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * A transaction of this instance's: it first checks (and locks) its claims, so an instance
+   * that lost its partitions writes nothing; the customers held are dropped if it fails.
+   */
+  private async owned<T>(work: (tx: SqlExecutor, ownership: Ownership) => Promise<T>): Promise<T> {
+    const claims = await this.currentClaims();
+    const ownership: Ownership = { topic: this.options.topics.byCustomer, partitions: claims.map((c) => c.partition) };
+    return this.serially(() =>
+      this.keyed.transaction(this.options.db, async (tx) => {
+        await assertClaims(tx, this.groupId, ownership.topic!, claims);
+        return work(tx, ownership);
+      }),
+    );
   }
 
   private async repartition({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
@@ -149,6 +210,7 @@ export class ProjectorService {
   private async project({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const { db, config, logger } = this.options;
     const chunkSize = this.options.chunkSize ?? 5_000;
+    await this.currentClaims();
     const stored = (await loadConsumerOffsets(db, this.groupId, batch.topic)).get(batch.partition) ?? 0;
     const messages = batch.messages.filter((m) => Number(m.offset) >= stored);
     if (messages.length > 0) this.lastInputAt = Date.now();
@@ -160,12 +222,12 @@ export class ProjectorService {
       const last = part[part.length - 1]!.offset;
       const started = performance.now();
       const outcome = await this.withConflictRetries(() =>
-        db.transaction(async (tx) => {
-          const result = await projectBatch(tx, [...touchpoints.keys()], config, this.streams);
+        this.owned(async (tx, ownership) => {
+          const result = await projectBatch(tx, [...touchpoints.keys()], config, this.keyed, ownership, batch.partition);
           await saveConsumerOffsets(tx, this.groupId, batch.topic, new Map([[batch.partition, Number(last) + 1]]));
           // Dead-lettered before the COMMIT that moves the offset past them: at least once.
           const conflicts = result.conflicts.map((t) => deadLetterMessage(touchpoints.get(t)!.value, conflictRejection(t), origin(touchpoints.get(t)!)));
-          for (const part of byteBounded(conflicts)) await this.producer.send({ topic: this.options.topics.deadLetter, acks: -1, messages: part });
+          for (const part of byteBounded(conflicts)) await this.deadLetters.send({ topic: this.options.topics.deadLetter, acks: -1, messages: part });
           crashBeforeCommit('chunk');
           return result;
         }),
@@ -192,7 +254,7 @@ export class ProjectorService {
       const parsed = parseMessage(message.value);
       const touchpoint = parsed.ok ? parsed.touchpoint : undefined;
       // Sent before the offset moves past it: a crash in between sends it twice, never not at all.
-      await this.producer.send({
+      await this.deadLetters.send({
         topic: this.options.topics.deadLetter,
         acks: -1,
         messages: [deadLetterMessage(message.value, rejection, origin(message))],
@@ -212,28 +274,38 @@ export class ProjectorService {
   }
 
   private async advanceIfIdle(idleMs: number): Promise<void> {
-    if (this.advancing || Date.now() - this.lastInputAt < idleMs) return;
-    this.advancing = true;
+    if (Date.now() - this.lastInputAt < idleMs) return;
     try {
       if (!(await this.caughtUp())) return;
-      const { db, config, logger } = this.options;
-      const started = performance.now();
-      const now = Date.now();
-      const outcome = await this.withConflictRetries(() =>
-        db.transaction(async (tx) => {
-          const result = await advanceWatermark(tx, now, config, this.streams);
-          crashBeforeCommit('advance');
-          return result;
-        }),
-      );
-      this.options.onBatch?.({ accepted: [], duplicates: [], conflicts: [], ...outcome }, (performance.now() - started) / 1000);
-      if (outcome.stageChanges.length > 0) logger.info({ watermark: new Date(now).toISOString(), stageChanges: outcome.stageChanges.length }, 'wall clock passed deadlines');
+      await this.advance(Date.now(), 'advance');
     } catch (error) {
       // The next tick tries again.
       this.options.logger.error({ err: error }, 'advancing the watermark to the wall clock failed');
-    } finally {
-      this.advancing = false;
     }
+  }
+
+  /**
+   * Without input, the customers this instance owns still change: another instance's time
+   * passes their deadlines, or its touchpoints (a visitor's impressions) nudge them.
+   */
+  private async settleIfIdle(): Promise<void> {
+    if (Date.now() - this.lastInputAt < SETTLE_INTERVAL_MS || (await this.currentClaims()).length === 0) return;
+    await this.advance(Number.NEGATIVE_INFINITY).catch((error: unknown) => this.options.logger.warn({ err: error }, 'settling the owned customers failed'));
+  }
+
+  private async advance(to: number, crashPoint?: 'advance'): Promise<void> {
+    const { config, logger } = this.options;
+    const started = performance.now();
+    const outcome = await this.withConflictRetries(() =>
+      this.owned(async (tx, ownership) => {
+        const result = await advanceWatermark(tx, to, config, this.keyed, ownership);
+        if (crashPoint) crashBeforeCommit(crashPoint);
+        return result;
+      }),
+    );
+    if (outcome.stageChanges.length === 0 && outcome.corrections === 0) return;
+    this.options.onBatch?.({ accepted: [], duplicates: [], conflicts: [], ...outcome }, (performance.now() - started) / 1000);
+    logger.info({ watermark: Number.isFinite(to) ? new Date(to).toISOString() : undefined, stageChanges: outcome.stageChanges.length }, 'owned customers re-folded without input');
   }
 
   private async withConflictRetries<T>(work: () => Promise<T>): Promise<T> {
@@ -241,11 +313,17 @@ export class ProjectorService {
       try {
         return await work();
       } catch (error) {
-        if (!(error instanceof ConcurrencyError) || attempt >= CONFLICT_RETRIES) {
+        if (error instanceof FencedError) {
+          // Not a fault of the store: the partitions are another instance's now; the group's
+          // rebalance gives this one its new assignment.
+          this.options.logger.warn({ err: error }, 'fenced: this instance lost its partitions, its transaction was rolled back');
+          throw error;
+        }
+        if (!isConflict(error) || attempt >= CONFLICT_RETRIES) {
           this.options.onStoreError?.(error);
           throw error;
         }
-        this.options.logger.warn({ err: error, attempt }, 'concurrent append, retrying the chunk');
+        this.options.logger.warn({ err: error, attempt }, 'concurrent write, retrying the chunk');
         await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt * (0.5 + Math.random())));
       }
     }

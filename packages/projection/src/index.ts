@@ -1,7 +1,7 @@
-export { advanceWatermark, assertStoreConfig, ConfigMismatchError, conflictRejection, projectBatch, replay, type BatchOutcome } from './projector.js';
+export { advanceWatermark, assertStoreConfig, ConfigMismatchError, conflictRejection, EMBEDDED, projectBatch, replay, type BatchOutcome, type Ownership } from './projector.js';
+export { KeyedState, type CustomerState } from './keyed-state.js';
 export { exportProjection, openLifecycleStore, recordedTouchpoints, type StoreLocation } from './lifecycle-store.js';
 export { customerStream, deterministicUuid, readCustomerStream } from './streams.js';
 export { ingestLines, type DeadLetter, type IngestOptions, type IngestSummary } from './ingest.js';
-export { StreamCache } from './stream-cache.js';
 export { isolatePoison, mayBeCausedByInput, storeRejection } from './poison.js';
 export { crashBeforeCommit, enableTestFaults, type CrashPoint, type TestFaults } from './test-faults.js';

@@ -3,7 +3,7 @@ import type { SqlDatabase } from '@lifecycle/sql';
 import { isolatePoison, storeRejection } from './poison.js';
 import { conflictRejection, projectBatch, type BatchOutcome } from './projector.js';
 import { crashBeforeCommit } from './test-faults.js';
-import { StreamCache } from './stream-cache.js';
+import { KeyedState } from './keyed-state.js';
 
 /** A rejected input line, as written to the dead-letter destination. */
 export interface DeadLetter {
@@ -62,7 +62,7 @@ export async function ingestLines(
   // Large batches: each statement and the bookkeeping of a batch are paid once per batch.
   const batchSize = options.batchSize ?? 100_000;
   const summary: IngestSummary = { lines: 0, accepted: 0, duplicates: 0, rejected: {} };
-  const streams = new StreamCache();
+  const keyed = new KeyedState();
   let batch: Item[] = [];
   let letters: DeadLetter[] = [];
   const reject = (letter: DeadLetter) => {
@@ -71,8 +71,8 @@ export async function ingestLines(
   };
 
   const project = async (items: readonly Item[]) => {
-    const outcome = await db.transaction(async (tx) => {
-      const result = await projectBatch(tx, items.map((b) => b.touchpoint), options.config, streams);
+    const outcome = await keyed.transaction(db, async (tx) => {
+      const result = await projectBatch(tx, items.map((b) => b.touchpoint), options.config, keyed);
       crashBeforeCommit('chunk');
       return result;
     });

@@ -1,28 +1,34 @@
+import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { TOUCHPOINT_RECORDED, type LifecycleConfig, type LifecycleEvent, type Touchpoint, type TouchpointOf } from '@lifecycle/contracts';
-import { CohortCells, foldCustomer, historyChange, linksEarlier, timed, type LinkedImpression } from '@lifecycle/domain';
-import { sqlEventStore, type AppendRequest, type EventStore, type RecordedEvent } from '@lifecycle/eventstore';
+import { CohortCells, linksEarlier, timed } from '@lifecycle/domain';
+import { sqlEventStore, type RecordedEvent, type SqlEventStore } from '@lifecycle/eventstore';
 import {
   READ_MODEL_TABLES,
   applyCohortDelta,
   customersDueBy,
-  findTouchpoints,
   linksOfCustomers,
   loadCustomers,
   loadProjectionState,
   loadVisitorLinks,
+  nudgeCustomers,
+  ownerPartitions,
+  saveConfig,
   saveCustomers,
+  saveGeneration,
   saveStageChanges,
-  saveProjectionState,
-  saveTouchpointIds,
   saveVisitorLinks,
+  saveWatermark,
+  takeNudges,
+  type StageHistoryChange,
   type StoredCustomer,
   type VisitorLink,
 } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
-import { StreamCache } from './stream-cache.js';
+import { decide } from './decider.js';
+import { KeyedState, type CustomerState } from './keyed-state.js';
 import { injectStoreFault } from './test-faults.js';
-import { customerStream, lifecycleEvents, readCustomerStream, streamOf, touchpointEvent, visitorStream } from './streams.js';
+import { customerStream, readCustomerStream, streamOf, touchpointEvent, visitorStream } from './streams.js';
 
 export interface BatchOutcome {
   /** Touchpoints recorded for the first time. */
@@ -66,12 +72,13 @@ function assertSameConfig(stored: LifecycleConfig | null, config: LifecycleConfi
 }
 
 /**
- * Splits a batch into new touchpoints, redeliveries and id conflicts. The first copy to arrive
- * wins: each copy is compared with the recorded one, or, for an id new to the store, with the
- * batch's first copy.
+ * Splits a batch into new touchpoints, redeliveries and id conflicts, by the events'
+ * deterministic ids (one index probe per touchpoint). The first copy to arrive wins: each copy is
+ * compared with the recorded one, or, for an id new to the store, with the batch's first copy.
  */
-async function sortOutKnown(sql: SqlExecutor, batch: readonly Touchpoint[]) {
-  const recorded = await findTouchpoints(sql, [...new Set(batch.map((t) => t.id))]);
+async function sortOutKnown(store: SqlEventStore, batch: readonly Touchpoint[]) {
+  const eventIds = new Map(batch.map((t) => [t.id, touchpointEvent(t).id]));
+  const recorded = await store.findById([...new Set(eventIds.values())]);
   // As stored (a JSON round trip): only computed for the ids that come again.
   const asStored = (t: Touchpoint) => JSON.parse(JSON.stringify(t)) as unknown;
   const firstInBatch = new Map<string, Touchpoint>();
@@ -79,40 +86,114 @@ async function sortOutKnown(sql: SqlExecutor, batch: readonly Touchpoint[]) {
   const duplicates: Touchpoint[] = [];
   const conflicts: Touchpoint[] = [];
   for (const touchpoint of batch) {
+    const known = recorded.get(eventIds.get(touchpoint.id)!);
     const first = firstInBatch.get(touchpoint.id);
-    if (!recorded.has(touchpoint.id) && first === undefined) {
+    if (known === undefined && first === undefined) {
       firstInBatch.set(touchpoint.id, touchpoint);
       fresh.push(touchpoint);
       continue;
     }
-    const winner = recorded.has(touchpoint.id) ? recorded.get(touchpoint.id) : asStored(first!);
-    (isDeepStrictEqual(asStored(touchpoint), winner) ? duplicates : conflicts).push(touchpoint);
+    (isDeepStrictEqual(asStored(touchpoint), known ?? asStored(first!)) ? duplicates : conflicts).push(touchpoint);
   }
   return { fresh, duplicates, conflicts };
 }
 
-// Projector instances share the read models (cohort cells, the watermark, customers linked
-// across partitions): their transactions take one lock, so none can overwrite what another
-// wrote in between. Folding is cheap next to the I/O, so little parallelism is lost.
-const PROJECTION_LOCK = 0x6c69666563;
-const serialize = (sql: SqlExecutor) => sql.query('SELECT pg_advisory_xact_lock($1)', [PROJECTION_LOCK]);
+/**
+ * Which customers a transaction may write. The embedded store's one process owns them all; a
+ * Kafka projector instance owns those of the partitions it claimed (`takePartitions`, checked
+ * by `assertClaims` at the start of each of its transactions).
+ */
+export interface Ownership {
+  /** The by-customer topic; null for the embedded store. */
+  readonly topic: string | null;
+  /** The claimed partitions; ignored for the embedded store. */
+  readonly partitions: readonly number[];
+}
+
+export const EMBEDDED: Ownership = { topic: null, partitions: [] };
+
+const owned = (ownership: Ownership) => (ownership.topic === null ? null : ownership.partitions);
+const watermarkScope = (ownership: Ownership, partition: number) => (ownership.topic === null ? undefined : `${ownership.topic}:${partition}`);
 
 const isVisitorImpression = (t: Touchpoint) => t.type === 'ad_impression' && t.customerId === undefined;
 const isLinkingRegistration = (t: Touchpoint): t is TouchpointOf<'registration'> & { anonymousId: string } =>
   t.type === 'registration' && t.anonymousId !== undefined;
 
 /**
- * Projects a batch of valid touchpoints in one transaction: records the new ones in their
- * streams, re-folds every customer they (or the passing of churn deadlines) affect, appends the
- * lifecycle events that changed, and updates the read models. The result depends only on the
- * set of touchpoints ever projected, not on batching or order (SPEC §6.1). A `cache` kept
- * across batches spares re-reading the streams' older events.
+ * Serialises, per visitor, the transactions that link it and those that record its impressions
+ * (SPEC §5: they may come from different partitions): whichever comes second sees what the
+ * first committed, so a linked impression always reaches its customer. Keys in order: two
+ * transactions never wait on each other in a cycle.
  */
-export async function projectBatch(sql: SqlExecutor, batch: readonly Touchpoint[], config: LifecycleConfig, cache = new StreamCache()): Promise<BatchOutcome> {
-  await serialize(sql);
+async function lockVisitors(sql: SqlExecutor, anonymousIds: readonly string[]): Promise<void> {
+  if (anonymousIds.length === 0) return;
+  await sql.query(
+    'SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(a, 0) AS k FROM unnest($1::text[]) AS a ORDER BY k) keys',
+    [anonymousIds],
+  );
+}
+
+/** The states of `ids`, read from the store for those not held (empty for a new customer). */
+async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedState, ids: Iterable<string>): Promise<Map<string, CustomerState>> {
+  const states = new Map<string, CustomerState>();
+  const missing: string[] = [];
+  for (const id of ids) {
+    const state = keyed.get(id);
+    if (state === undefined) missing.push(id);
+    else states.set(id, state);
+  }
+  if (missing.length === 0) return states;
+  const rows = await loadCustomers(sql, missing);
+  const streams = await store.readStreams(missing.map(customerStream));
+  for (const customerId of missing) {
+    const events = streams.get(customerStream(customerId)) ?? [];
+    const { touchpoints, lifecycle } = readCustomerStream(events);
+    const state: CustomerState = { customerId, touchpoints: touchpoints.map(timed), lifecycle, revision: events.length - 1, stored: rows.get(customerId), linked: undefined };
+    keyed.set(state);
+    states.set(customerId, state);
+  }
+  return states;
+}
+
+/** Reads the impressions of the visitors that the given customers own, for those whose are not held. */
+async function readLinkedImpressions(sql: SqlExecutor, store: SqlEventStore, states: Iterable<CustomerState>): Promise<void> {
+  const needed = new Map<string, CustomerState>();
+  for (const state of states) if (state.linked === undefined) needed.set(state.customerId, state);
+  if (needed.size === 0) return;
+  const links = await linksOfCustomers(sql, [...needed.keys()]);
+  const streams = links.length === 0 ? new Map<string, RecordedEvent[]>() : await store.readStreams(links.map((l) => visitorStream(l.anonymousId)));
+  for (const state of needed.values()) state.linked = [];
+  for (const link of links) {
+    const linked = needed.get(link.customerId)!.linked!;
+    for (const event of streams.get(visitorStream(link.anonymousId)) ?? []) {
+      if (event.type === TOUCHPOINT_RECORDED) linked.push({ impression: timed(event.data as Touchpoint), linkAt: link.linkAt });
+    }
+  }
+}
+
+/**
+ * Projects a batch of valid touchpoints in one transaction: records the new ones in their
+ * streams, re-folds every customer they (or the passing of churn deadlines, or another
+ * instance's nudge) affect, appends the lifecycle events that changed, and writes what changed
+ * of the read models: one row per changed customer and per changed cohort cell. The result
+ * depends only on the set of touchpoints ever projected, not on batching or order (SPEC §6.1).
+ *
+ * `keyed` holds the customers between transactions (run them through `keyed.transaction`); the
+ * batch's touchpoints come from `partition` of `ownership`, whose customers this process owns.
+ */
+export async function projectBatch(
+  sql: SqlExecutor,
+  batch: readonly Touchpoint[],
+  config: LifecycleConfig,
+  keyed = new KeyedState(),
+  ownership: Ownership = EMBEDDED,
+  partition = 0,
+): Promise<BatchOutcome> {
   const state = await loadProjectionState(sql);
   assertSameConfig(state.config, config);
-  const { fresh, duplicates, conflicts } = await sortOutKnown(sql, batch);
+  keyed.follow(state.generation);
+  const store = sqlEventStore(sql);
+  const { fresh, duplicates, conflicts } = await sortOutKnown(store, batch);
   const outcome: BatchOutcome = { accepted: fresh, duplicates, conflicts, stageChanges: [], corrections: 0 };
   if (fresh.length === 0) return outcome;
   await injectStoreFault(sql, fresh);
@@ -129,136 +210,151 @@ export async function projectBatch(sql: SqlExecutor, batch: readonly Touchpoint[
 
   // Identity (SPEC §5): a registration may take a visitor; the visitor's impressions follow it.
   const linking = fresh.filter(isLinkingRegistration);
-  const visitorIds = new Set([...linking, ...fresh.filter(isVisitorImpression)].map((t) => t.anonymousId!));
-  const links = await loadVisitorLinks(sql, [...visitorIds]);
+  const impressions = fresh.filter(isVisitorImpression);
+  const visitorIds = [...new Set([...linking, ...impressions].map((t) => t.anonymousId!))];
+  if (ownership.topic !== null) await lockVisitors(sql, visitorIds);
+  const links = await loadVisitorLinks(sql, visitorIds);
   const changedLinks = new Map<string, VisitorLink>();
+  const linksChanged = new Set<string>();
   for (const registration of linking) {
     const candidate = { at: Date.parse(registration.occurredAt), id: registration.id };
     const current = links.get(registration.anonymousId);
     if (!linksEarlier(candidate, current && { at: current.linkAt, id: current.registrationId })) continue;
-    if (current) affected.add(current.customerId);
+    if (current) linksChanged.add(current.customerId);
+    linksChanged.add(registration.customerId);
     const link = { anonymousId: registration.anonymousId, customerId: registration.customerId, linkAt: candidate.at, registrationId: registration.id };
     links.set(link.anonymousId, link);
     changedLinks.set(link.anonymousId, link);
   }
-  for (const t of fresh.filter(isVisitorImpression)) {
+  for (const t of impressions) {
     const owner = links.get(t.anonymousId!);
-    if (owner) affected.add(owner.customerId);
+    if (owner) linksChanged.add(owner.customerId);
   }
   await saveVisitorLinks(sql, [...changedLinks.values()]);
+  await shareOut(sql, ownership, keyed, linksChanged, affected);
   // Churn happens when nothing happens: customers whose deadline the watermark passed.
-  for (const id of await customersDueBy(sql, watermark)) affected.add(id);
+  for (const id of await customersDueBy(sql, watermark, owned(ownership))) affected.add(id);
 
-  const store = sqlEventStore(sql);
-  const byStream = new Map<string, Touchpoint[]>();
-  for (const t of fresh) byStream.set(streamOf(t), [...(byStream.get(streamOf(t)) ?? []), t]);
-  const customerIds = [...affected];
-  const ownerLinks = await linksOfCustomers(sql, customerIds);
-  const streams = await cache.read(store, [
-    ...new Set([...byStream.keys(), ...customerIds.map(customerStream), ...ownerLinks.map((l) => visitorStream(l.anonymousId))]),
-  ]);
-
-  const requests: AppendRequest[] = [...byStream].map(([streamId, touchpoints]) => ({
-    streamId,
-    expectedRevision: (streams.get(streamId)?.length ?? 0) - 1,
-    events: touchpoints.map(touchpointEvent),
-  }));
-  await store.append(requests);
-  const ids: { id: string; stream_id: string; revision: number }[] = [];
-  for (const request of requests) {
-    const stream = streams.get(request.streamId) ?? [];
-    request.events.forEach((event, i) => {
-      const revision = request.expectedRevision + 1 + i;
-      stream.push({ ...event, streamId: request.streamId, revision });
-      ids.push({ id: (event.data as Touchpoint).id, stream_id: request.streamId, revision });
-    });
-    streams.set(request.streamId, stream);
+  const states = await statesOf(sql, store, keyed, affected);
+  const visitorRevisions = await store.lastRevisions([...new Set(impressions.map(streamOf))]);
+  const recorded: RecordedEvent[] = [];
+  for (const t of fresh) {
+    const streamId = streamOf(t);
+    let revision: number;
+    if (t.customerId === undefined) {
+      revision = (visitorRevisions.get(streamId) ?? -1) + 1;
+      visitorRevisions.set(streamId, revision);
+    } else {
+      const customer = states.get(t.customerId)!;
+      revision = customer.revision += 1;
+      customer.touchpoints.push(timed(t));
+      keyed.grew(1);
+    }
+    recorded.push({ ...touchpointEvent(t), streamId, revision });
   }
-  await saveTouchpointIds(sql, ids);
+  // Before the linked impressions are read: they may be among these.
+  await store.insert(recorded);
 
-  const reprojected = await reprojectCustomers(sql, store, customerIds, streams, ownerLinks, watermark, config, causedBy);
-  await saveProjectionState(sql, { watermark, config });
-  return { ...outcome, ...reprojected };
+  const written = await reproject(sql, store, [...states.values()], watermark, config, causedBy, (id) =>
+    causedBy.has(id) ? (ownership.topic === null ? null : partition) : (states.get(id)!.stored?.ownerPartition ?? null),
+  );
+  await finish(sql, state.config, config, watermark, [watermarkScope(ownership, partition)]);
+  return { ...outcome, ...written };
 }
 
 /**
- * Moves T forward without a touchpoint (the wall clock passing while no input arrives) and
- * records the churns whose deadlines it passed, exactly once: the deadlines move on with the
- * customers' rows in the same transaction. Nothing happens unless `to` is past the watermark.
+ * The customers whose visitors changed: re-folded here when this process owns them, or nudged
+ * for their owner to re-fold. Takes the nudges other instances left for this one's customers.
+ */
+async function shareOut(sql: SqlExecutor, ownership: Ownership, keyed: KeyedState, linksChanged: ReadonlySet<string>, affected: Set<string>): Promise<void> {
+  for (const id of linksChanged) keyed.invalidateLinks(id);
+  const mine = owned(ownership);
+  if (mine === null) {
+    for (const id of linksChanged) affected.add(id);
+    return;
+  }
+  const partitions = await ownerPartitions(sql, [...linksChanged].filter((id) => !affected.has(id)));
+  const nudges = new Map<string, number>();
+  for (const id of linksChanged) {
+    const partition = partitions.get(id);
+    // No row yet: it is being written by this transaction (a registration of this batch).
+    if (partition === undefined || partition === null || mine.includes(partition)) affected.add(id);
+    else nudges.set(id, partition);
+  }
+  await nudgeCustomers(sql, nudges);
+  for (const id of await takeNudges(sql, mine)) {
+    keyed.invalidateLinks(id);
+    affected.add(id);
+  }
+}
+
+async function finish(sql: SqlExecutor, stored: LifecycleConfig | null, config: LifecycleConfig, watermark: number, scopes: readonly (string | undefined)[]): Promise<void> {
+  if (stored === null) await saveConfig(sql, config);
+  for (const scope of scopes) await saveWatermark(sql, watermark, scope);
+}
+
+/**
+ * Moves T forward without a touchpoint and records what it changes for the customers this
+ * process owns: the churns whose deadlines it passed (exactly once: the deadlines move on with
+ * the customers' rows in the same transaction) and the customers other instances nudged. T is
+ * `to` or, if later, the largest watermark of any instance (its owned customers catch up with
+ * the time the others have seen). With the wall clock as `to`, due churns are recorded while no
+ * input arrives (SPEC §3).
  */
 export async function advanceWatermark(
   sql: SqlExecutor,
   to: number,
   config: LifecycleConfig,
-  cache = new StreamCache(),
+  keyed = new KeyedState(),
+  ownership: Ownership = EMBEDDED,
 ): Promise<Pick<BatchOutcome, 'stageChanges' | 'corrections'>> {
-  await serialize(sql);
   const state = await loadProjectionState(sql);
   assertSameConfig(state.config, config);
-  if (state.watermark === null || to <= state.watermark) return { stageChanges: [], corrections: 0 };
-  const customerIds = await customersDueBy(sql, to);
-  const ownerLinks = await linksOfCustomers(sql, customerIds);
+  keyed.follow(state.generation);
+  if (state.watermark === null) return { stageChanges: [], corrections: 0 };
+  const watermark = Math.max(to, state.watermark);
+  const affected = new Set(await customersDueBy(sql, watermark, owned(ownership)));
+  if (ownership.topic !== null) await shareOut(sql, ownership, keyed, new Set(), affected);
+  if (affected.size === 0 && watermark === state.watermark) return { stageChanges: [], corrections: 0 };
   const store = sqlEventStore(sql);
-  const streams = await cache.read(store, [...customerIds.map(customerStream), ...ownerLinks.map((l) => visitorStream(l.anonymousId))]);
-  const reprojected = await reprojectCustomers(sql, store, customerIds, streams, ownerLinks, to, config, new Map());
-  await saveProjectionState(sql, { watermark: to, config });
-  return reprojected;
+  const states = await statesOf(sql, store, keyed, affected);
+  const written = await reproject(sql, store, [...states.values()], watermark, config, new Map(), (id) => states.get(id)!.stored?.ownerPartition ?? null);
+  await finish(sql, state.config, config, watermark, ownership.topic === null ? [undefined] : ownership.partitions.map((p) => watermarkScope(ownership, p)));
+  return written;
 }
 
 /**
- * Folds customers from their streams as of `watermark`, appends what changed in their lifecycle
- * and writes their rows and cohort contributions. `streams` holds their streams and those of
- * the visitors they own.
+ * Folds customers as of `watermark` (the pure `decide`), then writes in bulk what changed: the
+ * lifecycle events, rows, stage histories and the cohort cells' delta.
  */
-async function reprojectCustomers(
+async function reproject(
   sql: SqlExecutor,
-  store: EventStore,
-  customerIds: readonly string[],
-  streams: ReadonlyMap<string, RecordedEvent[]>,
-  ownerLinks: readonly VisitorLink[],
+  store: SqlEventStore,
+  states: readonly CustomerState[],
   watermark: number,
   config: LifecycleConfig,
   causedBy: ReadonlyMap<string, string[]>,
+  ownerOf: (customerId: string) => number | null,
 ): Promise<Pick<BatchOutcome, 'stageChanges' | 'corrections'>> {
-  const stored = await loadCustomers(sql, customerIds);
-  const linksByCustomer = new Map<string, VisitorLink[]>();
-  for (const link of ownerLinks) linksByCustomer.set(link.customerId, [...(linksByCustomer.get(link.customerId) ?? []), link]);
-
+  await readLinkedImpressions(sql, store, states);
   const delta = new CohortCells();
+  const events: RecordedEvent[] = [];
   const rows: StoredCustomer[] = [];
-  const requests: AppendRequest[] = [];
+  const histories = new Map<string, StageHistoryChange>();
   const stageChanges: LifecycleEvent[] = [];
-  const timelines = new Map<string, readonly LifecycleEvent[]>();
   let corrections = 0;
-  for (const customerId of customerIds) {
-    const streamId = customerStream(customerId);
-    const events = streams.get(streamId) ?? [];
-    const { touchpoints, lifecycle } = readCustomerStream(events);
-    if (touchpoints.length === 0) continue;
-    const linkedImpressions: LinkedImpression[] = [];
-    for (const link of linksByCustomer.get(customerId) ?? []) {
-      for (const event of streams.get(visitorStream(link.anonymousId)) ?? []) {
-        if (event.type === TOUCHPOINT_RECORDED) linkedImpressions.push({ impression: timed(event.data as Touchpoint), linkAt: link.linkAt });
-      }
-    }
-    const snapshot = foldCustomer({ customerId, touchpoints: touchpoints.map(timed), linkedImpressions }, watermark, config);
-    const change = historyChange(lifecycle, snapshot.timeline);
-    if (change.retract.length > 0 || change.append.length > 0) {
-      const revision = events.length - 1;
-      requests.push({ streamId, expectedRevision: revision, events: lifecycleEvents(streamId, revision, change.retract, causedBy.get(customerId) ?? [], change.append) });
-      stageChanges.push(...change.append);
-      if (change.retract.length > 0) corrections += 1;
-    }
-    // A customer without a row is new or being replayed: its history is not recorded yet either.
-    if (change.retract.length > 0 || change.append.length > 0 || !stored.has(customerId)) timelines.set(customerId, snapshot.timeline);
-    const old = stored.get(customerId)?.cohortFacts;
-    if (old) delta.addCustomer(old, -1);
-    if (snapshot.cohortFacts) delta.addCustomer(snapshot.cohortFacts);
-    rows.push({ row: snapshot.row, cohortFacts: snapshot.cohortFacts, nextDeadline: snapshot.nextDeadline });
+  for (const state of states) {
+    if (state.touchpoints.length === 0) continue;
+    const decision = decide(state, watermark, config, causedBy.get(state.customerId) ?? [], ownerOf(state.customerId), delta);
+    events.push(...decision.events);
+    stageChanges.push(...decision.appended);
+    if (decision.corrected) corrections += 1;
+    if (decision.row) rows.push(decision.row);
+    if (decision.history) histories.set(state.customerId, decision.history);
   }
-  await store.append(requests);
+  await store.insert(events);
   await saveCustomers(sql, rows);
-  await saveStageChanges(sql, timelines);
+  await saveStageChanges(sql, histories);
   await applyCohortDelta(sql, delta, config);
   return { stageChanges, corrections };
 }
@@ -267,7 +363,7 @@ const REPLAY_CHUNK = 5_000;
 
 /**
  * Rebuilds every read model from the event streams alone (SPEC §6.3), with `config`; lifecycle
- * events that the settings change are corrected in the streams.
+ * events that the settings change are corrected in the streams. Run while no projector writes.
  */
 export async function replay(
   db: SqlDatabase,
@@ -275,19 +371,19 @@ export async function replay(
   onProgress?: (customersDone: number, customers: number) => void,
 ): Promise<{ customers: number; touchpoints: number; stageChanges: number }> {
   return db.transaction(async (sql) => {
-    await serialize(sql);
     await sql.exec(`TRUNCATE ${READ_MODEL_TABLES.join(', ')}`);
+    await saveGeneration(sql, randomUUID());
     const store = sqlEventStore(sql);
-    const ids: { id: string; stream_id: string; revision: number }[] = [];
     const links = new Map<string, VisitorLink>();
-    const customers = new Set<string>();
+    const customers = new Map<string, number | null>();
+    let touchpoints = 0;
     let watermark = Number.NEGATIVE_INFINITY;
     for await (const page of store.readAllOfType(TOUCHPOINT_RECORDED)) {
       for (const event of page) {
         const t = event.data as Touchpoint;
-        ids.push({ id: t.id, stream_id: event.streamId, revision: event.revision });
+        touchpoints += 1;
         watermark = Math.max(watermark, Date.parse(t.occurredAt));
-        if (t.customerId !== undefined) customers.add(t.customerId);
+        if (t.customerId !== undefined) customers.set(t.customerId, null);
         if (isLinkingRegistration(t)) {
           const candidate = { at: Date.parse(t.occurredAt), id: t.id };
           const current = links.get(t.anonymousId);
@@ -297,18 +393,16 @@ export async function replay(
         }
       }
     }
-    await saveTouchpointIds(sql, ids);
     await saveVisitorLinks(sql, [...links.values()]);
     let stageChanges = 0;
-    const all = [...customers];
+    const all = [...customers.keys()];
     for (let i = 0; i < all.length; i += REPLAY_CHUNK) {
       const chunk = all.slice(i, i + REPLAY_CHUNK);
-      const ownerLinks = await linksOfCustomers(sql, chunk);
-      const streams = await store.readStreams([...chunk.map(customerStream), ...ownerLinks.map((l) => visitorStream(l.anonymousId))]);
-      stageChanges += (await reprojectCustomers(sql, store, chunk, streams, ownerLinks, watermark, config, new Map())).stageChanges.length;
+      const states = await statesOf(sql, store, new KeyedState(), chunk);
+      stageChanges += (await reproject(sql, store, [...states.values()], watermark, config, new Map(), () => null)).stageChanges.length;
       onProgress?.(i + chunk.length, all.length);
     }
-    if (ids.length > 0) await saveProjectionState(sql, { watermark, config });
-    return { customers: customers.size, touchpoints: ids.length, stageChanges };
+    if (touchpoints > 0) await finish(sql, null, config, watermark, [undefined]);
+    return { customers: customers.size, touchpoints, stageChanges };
   });
 }

@@ -3,22 +3,6 @@ import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
 
 const IN_LIST = '= ANY($1::text[])';
 
-/** Where each accepted touchpoint id was recorded, for deduplication across batches. */
-export async function findTouchpoints(sql: SqlExecutor, ids: readonly string[]): Promise<Map<string, unknown>> {
-  if (ids.length === 0) return new Map();
-  const rows = await sql.query<{ id: string; data: unknown }>(
-    `SELECT t.id, e.data FROM touchpoint_ids t
-     JOIN lifecycle_events e ON e.stream_id = t.stream_id AND e.revision = t.revision
-     WHERE t.id ${IN_LIST}`,
-    [ids],
-  );
-  return new Map(rows.map((r) => [r.id, r.data]));
-}
-
-export async function saveTouchpointIds(sql: SqlExecutor, records: readonly { id: string; stream_id: string; revision: number }[]): Promise<void> {
-  await bulkInsert(sql, 'touchpoint_ids', { id: 'text', stream_id: 'text', revision: 'integer' }, records);
-}
-
 /** A visitor's owner (SPEC §5): the customer of the earliest registration carrying it. */
 export interface VisitorLink {
   anonymousId: string;
@@ -60,30 +44,51 @@ export async function saveVisitorLinks(sql: SqlExecutor, links: readonly Visitor
 
 /** The projection's position: the latest event time applied, and the settings it applied them with. */
 export interface ProjectionState {
+  /** The largest of the scopes' watermarks (see `saveWatermark`). */
   watermark: number | null;
   config: LifecycleConfig | null;
+  /** Changes with every `replay`: what a process holds of the read models from before it is stale. */
+  generation: string | null;
 }
+
+const WATERMARK = 'watermark';
 
 export async function loadProjectionState(sql: SqlExecutor): Promise<ProjectionState> {
   const rows = await sql.query<{ key: string; value: unknown }>('SELECT key, value FROM projection_state');
-  const values = new Map(rows.map((r) => [r.key, r.value]));
-  return {
-    watermark: values.has('watermark') ? Number(values.get('watermark')) : null,
-    config: (values.get('config') as LifecycleConfig | undefined) ?? null,
-  };
+  let watermark: number | null = null;
+  let config: LifecycleConfig | null = null;
+  let generation: string | null = null;
+  for (const { key, value } of rows) {
+    if (key === 'config') config = value as LifecycleConfig;
+    else if (key === 'generation') generation = value as string;
+    else if (key === WATERMARK || key.startsWith(`${WATERMARK}:`)) watermark = Math.max(watermark ?? Number.NEGATIVE_INFINITY, Number(value));
+  }
+  return { watermark, config, generation };
 }
 
-export async function saveProjectionState(sql: SqlExecutor, state: ProjectionState): Promise<void> {
-  await bulkInsert(
-    sql,
-    'projection_state',
-    { key: 'text', value: 'jsonb' },
-    [
-      { key: 'watermark', value: state.watermark },
-      { key: 'config', value: state.config },
-    ],
-    'ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value',
-  );
+/** Starts a new generation of the read models (`replay`). */
+export async function saveGeneration(sql: SqlExecutor, generation: string): Promise<void> {
+  await sql.query("INSERT INTO projection_state (key, value) VALUES ('generation', $1::jsonb) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", [
+    JSON.stringify(generation),
+  ]);
+}
+
+/** Records the settings the read models are projected with, unless some are recorded already. */
+export async function saveConfig(sql: SqlExecutor, config: LifecycleConfig): Promise<void> {
+  // DO NOTHING, not an update: instances would queue on the one row's lock at every commit.
+  await sql.query("INSERT INTO projection_state (key, value) VALUES ('config', $1::jsonb) ON CONFLICT (key) DO NOTHING", [JSON.stringify(config)]);
+}
+
+/**
+ * Records how far `scope` has seen event time: the embedded store and `replay` have one scope
+ * (none given); each Kafka partition has its own, written only by its owner, so instances never
+ * wait on each other's watermark. T is the largest of them (SPEC §3: churn by event time).
+ */
+export async function saveWatermark(sql: SqlExecutor, watermark: number, scope?: string): Promise<void> {
+  await sql.query('INSERT INTO projection_state (key, value) VALUES ($1, $2::jsonb) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [
+    scope === undefined ? WATERMARK : `${WATERMARK}:${scope}`,
+    JSON.stringify(watermark),
+  ]);
 }
 
 /** The next offset to consume per partition, as committed with the read models. */
@@ -95,6 +100,56 @@ export async function loadConsumerOffsets(sql: SqlExecutor, groupId: string, top
   return new Map(rows.map((r) => [r.partition, Number(r.next_offset)]));
 }
 
+/** A partition's ownership as taken by `takePartitions`. */
+export interface PartitionClaim {
+  partition: number;
+  epoch: number;
+}
+
+/** The partitions' claims are held by a newer owner: this instance lost them. */
+export class FencedError extends Error {
+  override readonly name = 'FencedError';
+}
+
+/**
+ * Claims partitions for a new owner: each one's epoch moves up by one, so that the previous
+ * owner, should it still run, can no longer commit (`assertClaims`). Waits for a transaction of
+ * the previous owner that holds a partition's row, so the offsets returned include it.
+ */
+export async function takePartitions(sql: SqlExecutor, groupId: string, topic: string, partitions: readonly number[]): Promise<PartitionClaim[]> {
+  if (partitions.length === 0) return [];
+  // In partition order: two new owners claiming overlapping sets cannot deadlock.
+  const rows = await sql.query<{ partition: number; epoch: number }>(
+    `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, epoch)
+     SELECT $1, $2, p, 0, 1 FROM unnest($3::integer[]) AS p ORDER BY p
+     ON CONFLICT (group_id, topic, partition) DO UPDATE SET epoch = consumer_offsets.epoch + 1
+     RETURNING partition, epoch`,
+    [groupId, topic, [...partitions].sort((a, b) => a - b)],
+  );
+  return rows.map((r) => ({ partition: r.partition, epoch: r.epoch }));
+}
+
+/**
+ * Locks the claimed partitions' rows for the rest of the transaction, or throws FencedError
+ * when another owner claimed one since: the first statement of every write of a projector
+ * instance, so a lost owner writes nothing.
+ */
+export async function assertClaims(sql: SqlExecutor, groupId: string, topic: string, claims: readonly PartitionClaim[]): Promise<void> {
+  if (claims.length === 0) return;
+  const sorted = [...claims].sort((a, b) => a.partition - b.partition);
+  const held = await sql.query<{ partition: number }>(
+    `SELECT o.partition FROM consumer_offsets o
+     JOIN unnest($3::integer[], $4::integer[]) AS c(partition, epoch) ON c.partition = o.partition AND c.epoch = o.epoch
+     WHERE o.group_id = $1 AND o.topic = $2 ORDER BY o.partition FOR UPDATE OF o`,
+    [groupId, topic, sorted.map((c) => c.partition), sorted.map((c) => c.epoch)],
+  );
+  if (held.length !== claims.length) {
+    const lost = sorted.filter((c) => !held.some((h) => h.partition === c.partition)).map((c) => c.partition);
+    throw new FencedError(`partitions ${lost.join(', ')} of ${topic} were claimed by another projector instance (group ${groupId}): this one no longer owns them`);
+  }
+}
+
+/** Moves the claimed partitions' offsets forward (never back), in the transaction that `assertClaims` locked them in. */
 export async function saveConsumerOffsets(sql: SqlExecutor, groupId: string, topic: string, offsets: ReadonlyMap<number, number>): Promise<void> {
   const records = [...offsets].map(([partition, next_offset]) => ({ group_id: groupId, topic, partition, next_offset }));
   await bulkInsert(
@@ -104,4 +159,19 @@ export async function saveConsumerOffsets(sql: SqlExecutor, groupId: string, top
     records,
     'ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset)',
   );
+}
+
+/** Asks the owners of `customers` (by partition) to re-fold them. */
+export async function nudgeCustomers(sql: SqlExecutor, customers: ReadonlyMap<string, number>): Promise<void> {
+  const records = [...customers].sort(([a], [b]) => (a < b ? -1 : 1)).map(([customer_id, owner_partition]) => ({ customer_id, owner_partition }));
+  await bulkInsert(sql, 'customer_nudges', { customer_id: 'text', owner_partition: 'integer' }, records, 'ON CONFLICT (customer_id) DO NOTHING');
+}
+
+/** Takes the nudges for the customers of `partitions` (all of them when null). */
+export async function takeNudges(sql: SqlExecutor, partitions: readonly number[] | null): Promise<string[]> {
+  const rows =
+    partitions === null
+      ? await sql.query<{ customer_id: string }>('DELETE FROM customer_nudges RETURNING customer_id')
+      : await sql.query<{ customer_id: string }>('DELETE FROM customer_nudges WHERE owner_partition = ANY($1::integer[]) RETURNING customer_id', [partitions]);
+  return rows.map((r) => r.customer_id);
 }

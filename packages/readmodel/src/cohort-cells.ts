@@ -28,35 +28,40 @@ const toCell = (r: CellRecord): CohortCell => ({
 
 const SELECT = 'SELECT cohort_period, period_offset, customers, converted, active, churned, reactivated, revenue, payments FROM cohort_cells';
 
-/** Adds a delta (new contributions minus old ones) to the stored cells of the cohorts it touches. */
+const COLUMNS = {
+  cohort_period: 'integer', period_offset: 'integer', cohort: 'text', period: 'text', customers: 'integer', converted: 'integer',
+  active: 'integer', churned: 'integer', reactivated: 'integer', revenue: 'jsonb', payments: 'jsonb',
+};
+const COUNTS = ['customers', 'converted', 'active', 'churned', 'reactivated'];
+const AMOUNTS = ['revenue', 'payments'];
+const ADD =
+  'ON CONFLICT (cohort_period, period_offset) DO UPDATE SET ' +
+  [...COUNTS.map((c) => `${c} = cohort_cells.${c} + EXCLUDED.${c}`), ...AMOUNTS.map((c) => `${c} = lifecycle_add_amounts(cohort_cells.${c}, EXCLUDED.${c})`)].join(', ');
+
+/**
+ * Adds a delta (new contributions minus old ones) to the stored cells, in SQL: instances that
+ * change customers of one cohort at once each add their own part, none overwrites another's.
+ * Cells are written in key order, so two such transactions cannot deadlock on them.
+ */
 export async function applyCohortDelta(sql: SqlExecutor, delta: CohortCells, config: LifecycleConfig): Promise<void> {
   if (delta.cells.size === 0) return;
-  const cohorts = [...new Set([...delta.cells.values()].map((c) => c.cohortPeriod))];
-  const sum = new CohortCells();
-  for (const record of await sql.query<CellRecord>(`${SELECT} WHERE cohort_period = ANY($1::integer[])`, [cohorts])) {
-    sum.addCell(toCell(record));
-  }
-  for (const cell of delta.cells.values()) sum.addCell(cell);
   const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
-  const records = [...sum.cells.values()].map((cell) => ({
-    cohort_period: cell.cohortPeriod,
-    period_offset: cell.offset,
-    cohort: calendar.label(cell.cohortPeriod),
-    period: calendar.label(cell.cohortPeriod + cell.offset),
-    customers: cell.customers,
-    converted: cell.converted,
-    active: cell.active,
-    churned: cell.churned,
-    reactivated: cell.reactivated,
-    revenue: cell.revenue,
-    payments: cell.payments,
-  }));
-  const columns = {
-    cohort_period: 'integer', period_offset: 'integer', cohort: 'text', period: 'text', customers: 'integer', converted: 'integer',
-    active: 'integer', churned: 'integer', reactivated: 'integer', revenue: 'jsonb', payments: 'jsonb',
-  };
-  const updates = Object.keys(columns).slice(2).map((c) => `${c} = EXCLUDED.${c}`).join(', ');
-  await bulkInsert(sql, 'cohort_cells', columns, records, `ON CONFLICT (cohort_period, period_offset) DO UPDATE SET ${updates}`);
+  const records = [...delta.cells.values()]
+    .sort((a, b) => a.cohortPeriod - b.cohortPeriod || a.offset - b.offset)
+    .map((cell) => ({
+      cohort_period: cell.cohortPeriod,
+      period_offset: cell.offset,
+      cohort: calendar.label(cell.cohortPeriod),
+      period: calendar.label(cell.cohortPeriod + cell.offset),
+      customers: cell.customers,
+      converted: cell.converted,
+      active: cell.active,
+      churned: cell.churned,
+      reactivated: cell.reactivated,
+      revenue: cell.revenue,
+      payments: cell.payments,
+    }));
+  await bulkInsert(sql, 'cohort_cells', COLUMNS, records, ADD);
 }
 
 /** The cohort table of SPEC §7 as of `asOf`, which must be the instant the cells were kept at. */

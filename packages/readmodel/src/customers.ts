@@ -7,6 +7,8 @@ export interface StoredCustomer {
   row: CustomerRow;
   cohortFacts: CohortFacts | null;
   nextDeadline: number | null;
+  /** The partition of the by-customer topic that owns the customer; null in the embedded store. */
+  ownerPartition: number | null;
 }
 
 interface CustomerRecord {
@@ -24,6 +26,7 @@ interface CustomerRecord {
   revenue: Record<string, number>;
   next_deadline: number | string | null;
   cohort_facts: CohortFacts | null;
+  owner_partition: number | null;
 }
 
 const iso = (value: Date | string | null): string | null => (value === null ? null : new Date(value).toISOString());
@@ -60,6 +63,7 @@ const COLUMNS = {
   revenue: 'jsonb',
   next_deadline: 'bigint',
   cohort_facts: 'jsonb',
+  owner_partition: 'integer',
 } as const;
 
 export async function loadCustomers(sql: SqlExecutor, ids: readonly string[]): Promise<Map<string, StoredCustomer>> {
@@ -74,19 +78,36 @@ export async function loadCustomers(sql: SqlExecutor, ids: readonly string[]): P
       row: toCustomerRow(r),
       cohortFacts: r.cohort_facts,
       nextDeadline: r.next_deadline === null ? null : Number(r.next_deadline),
+      ownerPartition: r.owner_partition,
     });
   }
   return found;
 }
 
-/** Customers whose pending churn deadline has passed by `instant` (epoch ms). */
-export async function customersDueBy(sql: SqlExecutor, instant: number): Promise<string[]> {
-  const rows = await sql.query<{ customer_id: string }>('SELECT customer_id FROM customers WHERE next_deadline <= $1', [instant]);
+/** Customers of `partitions` (all when null) whose pending churn deadline has passed by `instant` (epoch ms). */
+export async function customersDueBy(sql: SqlExecutor, instant: number, partitions: readonly number[] | null = null): Promise<string[]> {
+  const rows =
+    partitions === null
+      ? await sql.query<{ customer_id: string }>('SELECT customer_id FROM customers WHERE next_deadline <= $1', [instant])
+      : await sql.query<{ customer_id: string }>('SELECT customer_id FROM customers WHERE next_deadline <= $1 AND owner_partition = ANY($2::integer[])', [
+          instant,
+          partitions,
+        ]);
   return rows.map((r) => r.customer_id);
 }
 
+/** The owning partition of each given customer that has a row. */
+export async function ownerPartitions(sql: SqlExecutor, ids: readonly string[]): Promise<Map<string, number | null>> {
+  if (ids.length === 0) return new Map();
+  const rows = await sql.query<{ customer_id: string; owner_partition: number | null }>(
+    'SELECT customer_id, owner_partition FROM customers WHERE customer_id = ANY($1::text[])',
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.customer_id, r.owner_partition]));
+}
+
 export async function saveCustomers(sql: SqlExecutor, customers: readonly StoredCustomer[]): Promise<void> {
-  const records = customers.map(({ row, cohortFacts, nextDeadline }) => ({
+  const records = customers.map(({ row, cohortFacts, nextDeadline, ownerPartition }) => ({
     customer_id: row.customerId,
     stage: row.stage,
     acquired_at: row.acquiredAt,
@@ -101,6 +122,7 @@ export async function saveCustomers(sql: SqlExecutor, customers: readonly Stored
     revenue: row.revenue,
     next_deadline: nextDeadline,
     cohort_facts: cohortFacts,
+    owner_partition: ownerPartition,
   }));
   const updates = Object.keys(COLUMNS)
     .filter((c) => c !== 'customer_id')

@@ -3,23 +3,30 @@ export {
   countCustomersByStage,
   customersDueBy,
   loadCustomers,
+  ownerPartitions,
   readCustomerRow,
   readCustomerRows,
   saveCustomers,
   type StoredCustomer,
 } from './customers.js';
 export { applyCohortDelta, readCohortRows } from './cohort-cells.js';
-export { churnRatesAtWatermark, rollingChurnRate, saveStageChanges } from './stage-changes.js';
+export { churnRatesAtWatermark, rollingChurnRate, saveStageChanges, type StageHistoryChange } from './stage-changes.js';
 export {
-  findTouchpoints,
+  assertClaims,
+  FencedError,
   linksOfCustomers,
   loadConsumerOffsets,
   loadProjectionState,
   loadVisitorLinks,
+  nudgeCustomers,
+  saveConfig,
   saveConsumerOffsets,
-  saveProjectionState,
-  saveTouchpointIds,
+  saveGeneration,
   saveVisitorLinks,
+  saveWatermark,
+  takeNudges,
+  takePartitions,
+  type PartitionClaim,
   type ProjectionState,
   type VisitorLink,
 } from './bookkeeping.js';

@@ -81,7 +81,31 @@ export const readModelMigrations: readonly Migration[] = [
       );
       CREATE INDEX stage_changes_at ON stage_changes (at);`,
   },
+  {
+    // Projector instances own the customers of their partitions and write concurrently, without
+    // a shared lock (projector.ts): what they share is written so that no write overwrites
+    // another's.
+    id: '0104_ownership',
+    sql: `
+      -- Touchpoints are deduplicated by their events' deterministic ids (lifecycle_events_event_id).
+      DROP TABLE touchpoint_ids;
+      -- The partition of the by-customer topic that owns the customer (NULL: the embedded store).
+      ALTER TABLE customers ADD COLUMN owner_partition integer;
+      -- A customer that another instance's touchpoint affects (an impression of a visitor it owns,
+      -- a visitor taken from it): its owner re-folds it.
+      CREATE TABLE customer_nudges (customer_id text PRIMARY KEY, owner_partition integer NOT NULL);
+      -- Fencing: an instance commits a partition's offsets only with the epoch it took when the
+      -- partition was assigned to it; the next owner's epoch makes a lost owner's commits fail.
+      ALTER TABLE consumer_offsets ADD COLUMN epoch integer NOT NULL DEFAULT 0;
+      -- Cohort cells are changed by adding deltas (each instance adds its customers' changes).
+      CREATE FUNCTION lifecycle_add_amounts(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+        SELECT coalesce(jsonb_object_agg(key, total), '{}'::jsonb)
+        FROM (SELECT key, sum(value::numeric) AS total
+              FROM (SELECT * FROM jsonb_each_text(a) UNION ALL SELECT * FROM jsonb_each_text(b)) amounts
+              GROUP BY key) sums
+      $$;`,
+  },
 ];
 
 /** Tables rebuilt by `replay` (the event streams stay). */
-export const READ_MODEL_TABLES = ['customers', 'stage_changes', 'cohort_cells', 'touchpoint_ids', 'visitor_links', 'projection_state'] as const;
+export const READ_MODEL_TABLES = ['customers', 'stage_changes', 'cohort_cells', 'customer_nudges', 'visitor_links', 'projection_state'] as const;

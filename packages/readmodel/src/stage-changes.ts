@@ -4,12 +4,26 @@ import { loadProjectionState } from './bookkeeping.js';
 
 const COLUMNS = { customer_id: 'text', seq: 'integer', at: 'bigint', to_stage: 'text' } as const;
 
-/** Replaces the recorded stage history of each given customer with its current timeline. */
-export async function saveStageChanges(sql: SqlExecutor, timelines: ReadonlyMap<string, readonly Pick<LifecycleEvent, 'at' | 'to'>[]>): Promise<void> {
-  if (timelines.size === 0) return;
-  await sql.query('DELETE FROM stage_changes WHERE customer_id = ANY($1::text[])', [[...timelines.keys()]]);
-  const records = [...timelines].flatMap(([customerId, timeline]) =>
-    timeline.map((change, seq) => ({ customer_id: customerId, seq, at: Date.parse(change.at), to_stage: change.to })),
+/** A customer's stage history from position `from` on. */
+export interface StageHistoryChange {
+  from: number;
+  changes: readonly Pick<LifecycleEvent, 'at' | 'to'>[];
+  /** What was recorded from `from` on no longer holds (a late touchpoint changed the history). */
+  replaces: boolean;
+}
+
+/** Rewrites the recorded stage histories from where each one changed. */
+export async function saveStageChanges(sql: SqlExecutor, histories: ReadonlyMap<string, StageHistoryChange>): Promise<void> {
+  if (histories.size === 0) return;
+  const cut = [...histories].filter(([, h]) => h.replaces);
+  if (cut.length > 0) {
+    await sql.query(
+      'DELETE FROM stage_changes s USING unnest($1::text[], $2::integer[]) AS c(customer_id, seq) WHERE s.customer_id = c.customer_id AND s.seq >= c.seq',
+      [cut.map(([id]) => id), cut.map(([, h]) => h.from)],
+    );
+  }
+  const records = [...histories].flatMap(([customerId, { from, changes }]) =>
+    changes.map((change, i) => ({ customer_id: customerId, seq: from + i, at: Date.parse(change.at), to_stage: change.to })),
   );
   await bulkInsert(sql, 'stage_changes', COLUMNS, records);
 }

@@ -1,0 +1,67 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { LifecycleConfig, LifecycleEvent } from '@lifecycle/contracts';
+import { CohortCells, foldCustomer, historyChange } from '@lifecycle/domain';
+import type { RecordedEvent } from '@lifecycle/eventstore';
+import type { StageHistoryChange, StoredCustomer } from '@lifecycle/readmodel';
+import type { CustomerState } from './keyed-state.js';
+import { customerStream, lifecycleEvents } from './streams.js';
+
+/** What re-folding a customer changes: the writes of one customer in one transaction. */
+export interface Decision {
+  /** Lifecycle events to append to its stream, at their revisions. */
+  readonly events: RecordedEvent[];
+  /** The stage changes among them. */
+  readonly appended: readonly LifecycleEvent[];
+  /** A late touchpoint changed its recorded history. */
+  readonly corrected: boolean;
+  /** Its new row, when anything in it changed. */
+  readonly row: StoredCustomer | undefined;
+  /** Its stage history from where it changed, when it did. */
+  readonly history: StageHistoryChange | undefined;
+}
+
+/**
+ * The pure core of the projection: a customer's state (its touchpoints, the impressions of the
+ * visitors it owns, its recorded lifecycle and row) as of T → the lifecycle events to append,
+ * its row and stage history, and its change of the cohort cells (added to `delta`). Updates the
+ * state to what it will be once the writes are committed.
+ */
+export function decide(
+  state: CustomerState,
+  watermark: number,
+  config: LifecycleConfig,
+  causedBy: readonly string[],
+  ownerPartition: number | null,
+  delta: CohortCells,
+): Decision {
+  const snapshot = foldCustomer({ customerId: state.customerId, touchpoints: state.touchpoints, linkedImpressions: state.linked ?? [] }, watermark, config);
+  const change = historyChange(state.lifecycle, snapshot.timeline);
+  const streamId = customerStream(state.customerId);
+  const events: RecordedEvent[] = [];
+  if (change.retract.length > 0 || change.append.length > 0) {
+    const appended = lifecycleEvents(streamId, state.revision, change.retract, causedBy, change.append);
+    appended.forEach((event, i) => events.push({ ...event, streamId, revision: state.revision + 1 + i }));
+    const retracted = new Set(change.retract);
+    const kept = state.lifecycle.filter((e) => !retracted.has(e.revision));
+    // The stage changes are the last `append.length` events (a correction, if any, comes first).
+    const inForce = events.slice(events.length - change.append.length).map((e) => ({ revision: e.revision, event: e.data as LifecycleEvent }));
+    state.lifecycle = [...kept, ...inForce];
+    state.revision += events.length;
+  }
+  const stored = state.stored;
+  // A customer without a row is new or being replayed: no stage history of it is recorded either.
+  const history: StageHistoryChange | undefined =
+    stored === undefined
+      ? { from: 0, changes: snapshot.timeline, replaces: false }
+      : events.length > 0
+        ? { from: state.lifecycle.length - change.append.length, changes: change.append, replaces: change.retract.length > 0 }
+        : undefined;
+  if (!isDeepStrictEqual(stored?.cohortFacts ?? null, snapshot.cohortFacts)) {
+    if (stored?.cohortFacts) delta.addCustomer(stored.cohortFacts, -1);
+    if (snapshot.cohortFacts) delta.addCustomer(snapshot.cohortFacts);
+  }
+  const next: StoredCustomer = { row: snapshot.row, cohortFacts: snapshot.cohortFacts, nextDeadline: snapshot.nextDeadline, ownerPartition };
+  const row = isDeepStrictEqual(stored, next) ? undefined : next;
+  state.stored = next;
+  return { events, appended: change.append, corrected: change.retract.length > 0, row, history };
+}

@@ -1,0 +1,105 @@
+import type { LinkedImpression, RecordedLifecycleEvent, TimedTouchpoint } from '@lifecycle/domain';
+import type { StoredCustomer } from '@lifecycle/readmodel';
+import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
+
+/** What the projector keeps of a customer between its transactions. */
+export interface CustomerState {
+  readonly customerId: string;
+  /** The customer's own touchpoints, in stream order. */
+  readonly touchpoints: TimedTouchpoint[];
+  /** The lifecycle events of its stream still in force, in order. */
+  lifecycle: RecordedLifecycleEvent[];
+  /** The last revision of its stream (-1: empty). */
+  revision: number;
+  /** Its row as committed; undefined before its first one (a new customer, or a replay). */
+  stored: StoredCustomer | undefined;
+  /** The impressions of the visitors it owns; undefined when they must be read again. */
+  linked: LinkedImpression[] | undefined;
+}
+
+/** Touchpoints held at most by default: a few hundred MB of heap. */
+const DEFAULT_MAX_TOUCHPOINTS = 400_000;
+
+/**
+ * Keyed state in memory (the customers a projector owns), so that a transaction reads from the
+ * store only the customers it has not seen, and writes one row per changed customer.
+ *
+ * Sound because a customer has one writer: the embedded store has one process (its directory
+ * lock), and a Kafka projector instance writes only the customers of the partitions it claimed
+ * (a lost owner is fenced). States are changed in place by a transaction's work and are only
+ * true once it commits: `transaction` drops them all when it fails, and the next one reads what
+ * it needs again. The least recently used customers are dropped past `maxTouchpoints`.
+ */
+export class KeyedState {
+  private readonly customers = new Map<string, CustomerState>();
+  private touchpoints = 0;
+  private generation: string | null = null;
+
+  constructor(private readonly maxTouchpoints = DEFAULT_MAX_TOUCHPOINTS) {}
+
+  /** Runs `work` in a transaction of `db`; on failure, forgets every state (some may hold its uncommitted changes). */
+  async transaction<T>(db: SqlDatabase, work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    try {
+      const result = await db.transaction(work);
+      this.evict();
+      return result;
+    } catch (error) {
+      this.clear();
+      throw error;
+    }
+  }
+
+  /** Forgets everything when the read models were replayed since the states were read. */
+  follow(generation: string | null): void {
+    if (generation === this.generation) return;
+    this.clear();
+    this.generation = generation;
+  }
+
+  get(customerId: string): CustomerState | undefined {
+    const state = this.customers.get(customerId);
+    if (state !== undefined) {
+      // A Map keeps insertion order: the least recently used come first.
+      this.customers.delete(customerId);
+      this.customers.set(customerId, state);
+    }
+    return state;
+  }
+
+  set(state: CustomerState): void {
+    this.touchpoints -= this.customers.get(state.customerId)?.touchpoints.length ?? 0;
+    this.customers.delete(state.customerId);
+    this.customers.set(state.customerId, state);
+    this.touchpoints += state.touchpoints.length;
+  }
+
+  /** Counts touchpoints appended to a held state. */
+  grew(by: number): void {
+    this.touchpoints += by;
+  }
+
+  /** Forgets a customer's linked impressions: a visitor it owns changed. */
+  invalidateLinks(customerId: string): void {
+    const state = this.customers.get(customerId);
+    if (state !== undefined) state.linked = undefined;
+  }
+
+  /** Forgets everything (a failed transaction, or partitions assigned anew). */
+  clear(): void {
+    this.customers.clear();
+    this.touchpoints = 0;
+  }
+
+  /** Customers and touchpoints held, for tests and diagnostics. */
+  get size(): { customers: number; touchpoints: number } {
+    return { customers: this.customers.size, touchpoints: this.touchpoints };
+  }
+
+  private evict(): void {
+    for (const [id, state] of this.customers) {
+      if (this.touchpoints <= this.maxTouchpoints) return;
+      this.customers.delete(id);
+      this.touchpoints -= state.touchpoints.length;
+    }
+  }
+}
