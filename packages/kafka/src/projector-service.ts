@@ -289,8 +289,17 @@ export class ProjectorService {
    * passes their deadlines, or its touchpoints (a visitor's impressions) nudge them.
    */
   private async settleIfIdle(): Promise<void> {
-    if (Date.now() - this.lastInputAt < SETTLE_INTERVAL_MS || (await this.currentClaims()).length === 0) return;
-    await this.advance(Number.NEGATIVE_INFINITY).catch((error: unknown) => this.options.logger.warn({ err: error }, 'settling the owned customers failed'));
+    if (Date.now() - this.lastInputAt < SETTLE_INTERVAL_MS) return;
+    await this.settle().catch((error: unknown) => this.options.logger.warn({ err: error }, 'settling the owned customers failed'));
+  }
+
+  /**
+   * Re-folds the owned customers that other instances nudged or whose deadlines the group's
+   * time passed. Once the whole group has caught up, a settle leaves this instance's customers
+   * final (`--until-idle` settles before it stops).
+   */
+  async settle(): Promise<void> {
+    if ((await this.currentClaims()).length > 0) await this.advance(Number.NEGATIVE_INFINITY);
   }
 
   private async advance(to: number, crashPoint?: 'advance'): Promise<void> {
