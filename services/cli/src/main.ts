@@ -8,8 +8,7 @@ import { ingestCommand } from './commands/ingest.js';
 import { mirrorEventStoreCommand } from './commands/mirror.js';
 import { replayCommand } from './commands/replay.js';
 import { startCommand } from './commands/start.js';
-import { assertWritable, BENCH_PARTS, benchChildCommand, benchCommand, parseInstanceCounts, type BenchPart } from './commands/bench.js';
-import { PURE_STAGES, type PureStage } from './commands/bench-embedded.js';
+import { assertWritable, BENCH_PARTS, benchCommand, benchPureCommand, parseInstanceCounts, type BenchPart } from './commands/bench.js';
 import { DEFAULT_BENCH_SERVER } from './commands/bench-kafka.js';
 import { logger } from './logger.js';
 import { produceCommand } from './commands/produce.js';
@@ -242,14 +241,13 @@ program
       `PostgreSQL server of the kafka part, which creates and drops databases lifecycle_bench_<random> on it (env LIFECYCLE_DATABASE_URL, default ${DEFAULT_BENCH_SERVER})`,
     ),
   )
-  .option('--kafka-touchpoints <n>', 'touchpoints pre-filled on the topic of each projector run', integer('--kafka-touchpoints'), 200_000)
+  .option('--kafka-touchpoints <n>', 'touchpoints pre-filled on the topic of each projector run', integer('--kafka-touchpoints'), 100_000)
   .option('--kafka-seconds <n>', 'length of the latency run (0: none)', integer('--kafka-seconds'), 20)
   .option('--kafka-rate <n>', 'touchpoints/s of the latency run (default: half the projector\'s measured rate)', integer('--kafka-rate'))
   .option('--kafka-chunk-size <n>', 'the projector\'s touchpoints per PostgreSQL transaction (default: its own)', integer('--kafka-chunk-size'))
   .addOption(new Option('--instances <list>', 'projector instance counts of the scaling runs, ascending from 1, at most 16').argParser(parseInstanceCounts).default([1, 2, 4], '1,2,4'))
-  // The bench's own child processes: one pure stage each, so that each peak RSS is that stage's.
-  .addOption(new Option('--child <stage>').choices(PURE_STAGES).hideHelp())
-  .addOption(new Option('--input <file>').hideHelp())
+  // The bench's own child process for the pure stages, so that their peak RSS is theirs alone.
+  .addOption(new Option('--pure <file>').hideHelp())
   .action(
     async (options: {
       touchpoints: number;
@@ -264,12 +262,10 @@ program
       kafkaRate?: number;
       kafkaChunkSize?: number;
       instances: number[];
-      child?: PureStage;
-      input?: string;
+      pure?: string;
     }) => {
-      if (options.child !== undefined) {
-        if (options.input === undefined) throw new UsageError('--child needs --input FILE');
-        await benchChildCommand(options.child, options.input);
+      if (options.pure !== undefined) {
+        await benchPureCommand(options.pure);
         return;
       }
       if (options.touchpoints < 1) throw new UsageError('--touchpoints must be at least 1');

@@ -1,4 +1,4 @@
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 
 /**
  * One line of the bench's table. `value` is what the JSON file keeps for comparing runs; `shown`
@@ -42,6 +42,9 @@ export const thousands = (n: number) => Math.round(n).toLocaleString('en-US');
 export const round1 = (n: number) => Math.round(n * 10) / 10;
 export const round3 = (n: number) => Math.round(n * 1000) / 1000;
 export const mib = (kib: number) => Math.round(kib / 1024);
+
+/** The 1-minute load average: other work on the machine slows every figure, so each run says how busy it was. */
+export const load = () => round1(loadavg()[0] ?? 0);
 
 export function machine() {
   const all = cpus();

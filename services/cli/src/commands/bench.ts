@@ -4,9 +4,9 @@ import { dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { UsageError } from '../settings.js';
-import { runEmbedded, runPureStage, type PureStage } from './bench-embedded.js';
+import { runEmbedded, runPureStages } from './bench-embedded.js';
 import { kafkaSkipped, kafkaStageUnavailable, runKafka, type KafkaBenchOptions } from './bench-kafka.js';
-import { formatTable, machine, progress, type PartResult } from './bench-report.js';
+import { formatTable, load, machine, progress, type PartResult } from './bench-report.js';
 
 /** Parts of the bench that `--stage` runs alone. */
 export const BENCH_PARTS = ['embedded', 'kafka'] as const;
@@ -44,9 +44,9 @@ export async function assertWritable(file: string): Promise<void> {
   });
 }
 
-/** `bench --child STAGE --input FILE`: one pure stage in this process, its result as a JSON line. */
-export async function benchChildCommand(stage: PureStage, file: string): Promise<void> {
-  process.stdout.write(`${JSON.stringify(await runPureStage(stage, file))}\n`);
+/** `bench --pure FILE`: the pure stages in this process, their figures as a JSON line. */
+export async function benchPureCommand(file: string): Promise<void> {
+  process.stdout.write(`${JSON.stringify(await runPureStages(file))}\n`);
 }
 
 /**
@@ -62,12 +62,15 @@ export async function benchCommand(options: BenchOptions): Promise<void> {
   const workDir = await mkdtemp(join(tmpdir(), 'lifecycle-bench-'));
   try {
     const host = machine();
-    progress(`on ${host.cores} cores (${host.cpu}), ${host.memoryMiB} MiB, Node.js ${host.node}; work files in ${workDir}`);
+    const loadBefore = load();
+    progress(`on ${host.cores} cores (${host.cpu}), ${host.memoryMiB} MiB, Node.js ${host.node}, load average ${loadBefore}; work files in ${workDir}`);
     const embedded = options.stage === 'kafka' ? undefined : await runEmbedded({ touchpoints: options.touchpoints, customers: options.customers, seed: options.seed, workDir });
     const kafka = options.stage === 'embedded' ? undefined : await kafkaPart(options, workDir);
     const parts = [embedded, kafka].filter((p): p is PartResult => p !== undefined);
+    const loadAfter = load();
     const lines = [
-      `lifecycle bench, ${startedAt.toISOString()}: ${host.cores} cores, ${host.memoryMiB} MiB, Node.js ${host.node}, seed ${options.seed}`,
+      `lifecycle bench, ${startedAt.toISOString()}: ${host.cores} cores, ${host.memoryMiB} MiB, Node.js ${host.node}, seed ${options.seed}; ` +
+        `load average ${loadBefore} at the start, ${loadAfter} at the end`,
       ...formatTable([
         { title: 'goals', rows: parts.flatMap((p) => p.goals) },
         { title: 'context', rows: parts.flatMap((p) => p.context) },
@@ -78,7 +81,7 @@ export async function benchCommand(options: BenchOptions): Promise<void> {
       const report = {
         startedAt: startedAt.toISOString(),
         finishedAt: new Date().toISOString(),
-        machine: host,
+        machine: { ...host, loadAverage: { start: loadBefore, end: loadAfter } },
         options: { touchpoints: options.touchpoints, customers: options.customers, seed: options.seed, stage: options.stage ?? null, kafka: { ...options.kafka, serverUrl: undefined } },
         goals: parts.flatMap((p) => p.goals),
         context: parts.flatMap((p) => p.context),
