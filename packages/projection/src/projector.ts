@@ -255,10 +255,10 @@ export async function projectBatch(
   // Before the linked impressions are read: they may be among these.
   await store.insert(recorded);
 
-  const written = await reproject(sql, store, [...states.values()], watermark, config, causedBy, (id) =>
+  const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], watermark, config, causedBy, (id) =>
     causedBy.has(id) ? (ownership.topic === null ? null : partition) : (states.get(id)!.stored?.ownerPartition ?? null),
   );
-  await finish(sql, state.config, config, watermark, [watermarkScope(ownership, partition)]);
+  await finish(sql, state.config, config, folded, [watermarkScope(ownership, partition)]);
   return { ...outcome, ...written };
 }
 
@@ -318,8 +318,8 @@ export async function advanceWatermark(
   if (affected.size === 0 && watermark === state.watermark) return { stageChanges: [], corrections: 0 };
   const store = sqlEventStore(sql);
   const states = await statesOf(sql, store, keyed, affected);
-  const written = await reproject(sql, store, [...states.values()], watermark, config, new Map(), (id) => states.get(id)!.stored?.ownerPartition ?? null);
-  await finish(sql, state.config, config, watermark, ownership.topic === null ? [undefined] : ownership.partitions.map((p) => watermarkScope(ownership, p)));
+  const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], watermark, config, new Map(), (id) => states.get(id)!.stored?.ownerPartition ?? null);
+  await finish(sql, state.config, config, folded, ownership.topic === null ? [undefined] : ownership.partitions.map((p) => watermarkScope(ownership, p)));
   return written;
 }
 
@@ -335,8 +335,12 @@ async function reproject(
   config: LifecycleConfig,
   causedBy: ReadonlyMap<string, string[]>,
   ownerOf: (customerId: string) => number | null,
-): Promise<Pick<BatchOutcome, 'stageChanges' | 'corrections'>> {
+): Promise<Pick<BatchOutcome, 'stageChanges' | 'corrections'> & { watermark: number }> {
   await readLinkedImpressions(sql, store, states);
+  // Another instance may have committed an impression later than the T this transaction read
+  // (visitors' impressions are another partition's): T is at least every event folded, or a
+  // customer would be folded without an impression that nothing would make it fold again.
+  for (const state of states) for (const { impression } of state.linked!) watermark = Math.max(watermark, impression.at);
   const delta = new CohortCells();
   const events: RecordedEvent[] = [];
   const rows: StoredCustomer[] = [];
@@ -356,7 +360,7 @@ async function reproject(
   await saveCustomers(sql, rows);
   await saveStageChanges(sql, histories);
   await applyCohortDelta(sql, delta, config);
-  return { stageChanges, corrections };
+  return { stageChanges, corrections, watermark };
 }
 
 const REPLAY_CHUNK = 5_000;
