@@ -16,7 +16,7 @@ import { mib, progress, round1, round3, skippedRow, thousands, type BenchRow, ty
  * half its rate, and its throughput with several instances in one group, with evidence of
  * whether their transactions overlap.
  *
- * A touchpoint is committed when the projector's offsets stored with the read models (SPEC:
+ * A touchpoint is committed when the projector's offsets stored with the read models (README:
  * streams, read models and offsets in one transaction) pass the offset at which it sits in the
  * internal topic. The bench reads that topic itself (read_committed) to learn where each
  * touchpoint landed, and polls the stored offsets and `pg_stat_activity` every SAMPLE_MS.
@@ -235,8 +235,6 @@ interface SampleRow {
   next_offset: number | string | null;
 }
 
-const UNDEFINED_TABLE = '42P01';
-
 interface ActivitySample {
   at: number;
   /** Instances with a session inside a transaction, and of them those not waiting on a lock. */
@@ -288,7 +286,8 @@ class Sampler {
       for (const { partition, next_offset } of rows) {
         if (partition === null || next_offset === null) continue;
         const list = this.history.get(partition) ?? [];
-        if ((list[list.length - 1]?.offset ?? -1) < Number(next_offset)) list.push({ at, offset: Number(next_offset) });
+        // A row at 0 is a claim of the partition, not a commit.
+        if ((list[list.length - 1]?.offset ?? 0) < Number(next_offset)) list.push({ at, offset: Number(next_offset) });
         this.history.set(partition, list);
       }
       await sleep(Math.max(0, SAMPLE_MS - (performance.now() - at)));
@@ -305,14 +304,9 @@ class Sampler {
     if (this.schemaReady) {
       // The offsets the projector stores with its read models (loadConsumerOffsets' table).
       const offsets = 'SELECT NULL, NULL, partition, next_offset FROM consumer_offsets WHERE group_id = $2 AND topic = $3';
-      try {
-        return await this.monitor.query<SampleRow>(`${activity} UNION ALL ${offsets}`, [APP_PREFIX, this.group, this.topic]);
-      } catch (error) {
-        if ((error as { code?: string }).code !== UNDEFINED_TABLE) throw error;
-        // The projectors have not created their schema yet.
-        this.schemaReady = false;
-      }
+      return this.monitor.query<SampleRow>(`${activity} UNION ALL ${offsets}`, [APP_PREFIX, this.group, this.topic]);
     }
+    // Until the projectors have created their schema there are no offsets to read.
     const rows = await this.monitor.query<SampleRow>(activity, [APP_PREFIX]);
     this.schemaReady = (await this.monitor.query(`SELECT 1 FROM pg_tables WHERE tablename = 'consumer_offsets'`)).length > 0;
     return rows;
@@ -343,7 +337,7 @@ class Sampler {
   }
 
   firstCommitAt(): number | undefined {
-    const firsts = [...this.history.values()].map((l) => l[0]!.at);
+    const firsts = [...this.history.values()].flatMap((l) => (l.length > 0 ? [l[0]!.at] : []));
     return firsts.length === 0 ? undefined : Math.min(...firsts);
   }
 
@@ -444,7 +438,6 @@ async function latencyRun(ctx: Context, topics: Topics, observer: Observer, samp
       `the latency run being committed (${visible.size} of ${count} repartitioned)`,
       60_000,
     );
-    const sorted = (values: number[]) => values.sort((a, b) => a - b);
     const endToEnd: number[] = [];
     const toVisible: number[] = [];
     const toCommitted: number[] = [];
@@ -455,9 +448,7 @@ async function latencyRun(ctx: Context, topics: Topics, observer: Observer, samp
       toVisible.push(v.at - produced);
       toCommitted.push(committed - v.at);
     }
-    sorted(endToEnd);
-    sorted(toVisible);
-    sorted(toCommitted);
+    for (const values of [endToEnd, toVisible, toCommitted]) values.sort((a, b) => a - b);
     return {
       targetRate: rate,
       achievedRate: Math.round(count / produceSeconds),
@@ -485,11 +476,15 @@ async function latencyRun(ctx: Context, topics: Topics, observer: Observer, samp
 async function projectorRun(ctx: Context, instances: number, topics: Topics, expected: number, live?: LiveTraffic): Promise<ProjectorRun> {
   const { options, suffix } = ctx;
   const database = await createScratchDatabase(options.serverUrl, 'lifecycle_bench');
+  const cleanups: (() => Promise<unknown>)[] = [() => database.drop()];
   try {
     const monitor = await openPostgres(database.url);
+    cleanups.push(() => monitor.close());
     const group = `lifecycle-bench-${suffix}-${instances}`;
     const observer = await observe(ctx.kafka, topics.byCustomer);
+    cleanups.push(() => observer.disconnect());
     const sampler = new Sampler(monitor, group, topics.byCustomer);
+    cleanups.push(() => sampler.stop());
     const machineBefore = machineTimes();
     const spawnedAt = performance.now();
     const processes: RunningCli[] = [];
@@ -537,12 +532,9 @@ async function projectorRun(ctx: Context, instances: number, topics: Topics, exp
       };
     } finally {
       if (stopped.length === 0) await Promise.all(processes.map((p) => p.stop()));
-      await sampler.stop();
-      await observer.disconnect();
-      await monitor.close();
     }
   } finally {
-    await database.drop();
+    for (const cleanup of cleanups.reverse()) await cleanup();
   }
 }
 
