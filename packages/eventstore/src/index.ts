@@ -11,9 +11,12 @@ export {
 } from './eventstoredb.js';
 export {
   loadCheckpoint,
+  MIRROR_START,
   mirrorEvents,
   MirrorDivergedError,
+  type MirrorCheckpoint,
   type MirroredPage,
   type MirrorOptions,
   type MirrorSummary,
+  type MirrorWait,
 } from './mirror.js';

@@ -3,49 +3,59 @@ import { ConcurrencyError, NO_STREAM, type AppendRequest, type EventStore, type 
 
 /*
  * The SQL store's `lifecycle_events` table is a transactional outbox: the projector appends to
- * it in the PostgreSQL transaction that also writes the read models and the Kafka offsets, and
- * `mirrorEvents` copies it, in `position` order, to another `EventStore` (EventStoreDB in
- * production). How far a mirror got is a checkpoint row (`event_mirror_checkpoints`, migration
- * `0002_event_mirror_checkpoints` of `eventStoreMigrations`), saved after each page is appended.
+ * it in the transaction that also writes the read models and the Kafka offsets, and
+ * `mirrorEvents` copies it to another `EventStore` (EventStoreDB in production), page by page,
+ * saving a checkpoint (`event_mirror_checkpoints`) after each page.
  *
- * Exactly once, across crashes. A page is appended, then its checkpoint saved; a mirror killed
- * in between appends the page again on restart. That repeat writes nothing: the target's revisions
- * equal the source's (every stream is mirrored from revision 0), each request expects the
- * revision before its first event, and the port recognises the same event ids after the same
- * revision (`shouldAppend`). A repeat that only partly overlaps what the target holds (the
- * target got part of a page, or the page grew since, when it was the last one) is settled stream
- * by stream: the events already there are checked by id, the rest appended after them. Anything
- * else in the target — another event at a revision, or fewer events than the page follows — is
- * a `MirrorDivergedError` naming the stream and both revisions: the mirror stops, it never skips.
+ * Why a checkpoint never passes an event that commits later. Writers run concurrently, so
+ * `position`, drawn at insert, is not commit order: position 100 may commit after 101. Each event
+ * carries the id of its writing transaction (`tx_id`, migration 0003); the mirror reads in
+ * (tx_id, position) order after its checkpoint, and only below the oldest transaction in flight
+ * (`pg_snapshot_xmin`) of the page's own statement. Every transaction below that horizon has
+ * ended, so its events are all visible or never will be, and a transaction yet to commit has an
+ * id at or above it: nothing can appear behind a checkpoint later. The cost: one transaction left
+ * open holds the mirror back, however much commits after it — any transaction that has written,
+ * in any database of the server, prepared ones included (so the source is a database, never a
+ * transaction the mirror would hold open itself). The mirror reports it (`onWait`, the summary's
+ * `waitingFor`) and catches up once it ends.
  *
- * Why `position` order is commit order, so that a checkpoint never passes an event committed
- * later with a smaller position (which would be lost: `position > checkpoint` would never see
- * it). `position` is a bigserial, handed out at insert time, and rows become visible at commit
- * time; with two writers in flight, the one holding the larger positions could commit first.
- * Here that cannot happen, because every writer of lifecycle_events takes the projector's
- * transaction-scoped advisory lock (`pg_advisory_xact_lock(PROJECTION_LOCK)`, projector.ts) as
- * its first statement, before it draws any position, and holds it until it commits or rolls
- * back: `projectBatch` (the embedded `ingest` and the Kafka projector, each in a transaction),
- * `advanceWatermark` (in a transaction) and `replay` (its own transaction). Nothing else inserts
- * into, updates or deletes from lifecycle_events (the API and `export` only read it). So the
- * transactions that draw positions are serialised: a reader's snapshot holds every position up
- * to the largest one it sees, except those of rolled-back transactions (holes that stay holes;
- * conflicts retried by the projector leave them), and reading `position > checkpoint` misses
- * nothing. This relies on the sequence's default CACHE 1 (with a cache, each session draws from
- * its own block and positions stop following the lock order) and on no writer appending through
- * `sqlEventStore` without that lock (a raw connection outside `projectBatch`, or `projectBatch`
- * outside a transaction, where the lock ends with its own statement). Were one added, a late
- * commit below the checkpoint would not go unnoticed for long: the stream's next event would
- * find the target a revision behind and stop the mirror with a `MirrorDivergedError` — but the
- * remedy is to take the lock, not to mirror around it. We chose this over re-reading a window of
- * positions or waiting for the oldest transaction in flight (`pg_snapshot_xmin`), which would
- * cost every page for writers that do not exist.
+ * A checkpoint saved before migration 0003 holds a position only: every event up to it was
+ * copied, positions being commit order then. It is kept as a floor: the events above it are read
+ * in commit order, and it becomes a pair only once that order has passed the last copied event
+ * (a run killed before reads those pages again). Not before: old rows all carry the migrating
+ * transaction's id, but one that had its id earlier may have appended after the migration, so an
+ * uncopied event can sort below copied ones.
  *
- * Order in the target: each stream's events keep their revisions and order. Pages are appended
- * one after the other, but within a page the target may write streams concurrently (the
- * EventStoreDB adapter does), so the target's global order (`$all`) follows the source's only
- * page by page.
+ * Exactly once, across crashes. A page is appended, then its checkpoint saved; a mirror killed in
+ * between appends the page again, which writes nothing: the target's revisions equal the
+ * source's, each request expects the revision before its first event, and the port recognises
+ * the same event ids after the same revision (`shouldAppend`). A repeat that overlaps the target
+ * only in part is settled stream by stream. Anything else in the target is a
+ * `MirrorDivergedError` naming the stream and both revisions: the mirror stops, it never skips.
+ * So does a stream whose revisions do not follow commit order (a transaction that wrote before
+ * another committed, then appended after that one's event), which one writer per stream rules out.
+ *
+ * Order in the target: each stream keeps its revisions; streams within a page may be written
+ * concurrently (the EventStoreDB adapter does), so `$all` follows the source only page by page.
  */
+
+/**
+ * How far a mirror got: the last event it copied, in commit order. `txId` is that event's
+ * writing transaction (xid8, in decimal: compare as BigInt); null in a checkpoint saved before
+ * migration 0003, which means every event up to `position` was copied.
+ */
+export interface MirrorCheckpoint {
+  readonly txId: string | null;
+  readonly position: number;
+}
+
+/** An event's place in commit order. */
+type Key = MirrorCheckpoint & { readonly txId: string };
+
+const START: Key = { txId: '0', position: 0 };
+
+/** The checkpoint of a mirror that has copied nothing. */
+export const MIRROR_START: MirrorCheckpoint = START;
 
 export interface MirrorOptions {
   /** Names the checkpoint: one per target (mirroring the same source to two targets takes two names). */
@@ -66,14 +76,28 @@ export interface MirrorOptions {
   readonly onPage?: (page: MirroredPage) => void;
   /** Called before a retry, with the error that caused it. */
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  /** Called once per transaction in flight that has held committed events back for `reportWaitAfterMs`. */
+  readonly onWait?: (wait: MirrorWait) => void;
+  /** Default 10 s: under load, some transaction is always in flight for a few milliseconds. */
+  readonly reportWaitAfterMs?: number;
 }
 
 export interface MirroredPage {
-  /** The checkpoint before and after the page: positions in lifecycle_events. */
-  readonly from: number;
-  readonly to: number;
+  /** The checkpoint before and after the page (the same while a pre-0003 checkpoint stays a floor). */
+  readonly from: MirrorCheckpoint;
+  readonly to: MirrorCheckpoint;
   readonly events: number;
   readonly streams: number;
+}
+
+/** Committed events wait for an older transaction to end before the mirror may copy them. */
+export interface MirrorWait {
+  /** The oldest transaction in flight (xid8, in decimal). */
+  readonly transaction: string;
+  /** Its backend in pg_stat_activity; null if not found there (a prepared transaction, or a session this role may not see). */
+  readonly pid: number | null;
+  /** Since the mirror first found it holding events back. */
+  readonly waitedMs: number;
 }
 
 export interface MirrorSummary {
@@ -84,8 +108,10 @@ export interface MirrorSummary {
   readonly streams: number;
   readonly pages: number;
   /** The checkpoint when the run started and when it ended. */
-  readonly from: number;
-  readonly checkpoint: number;
+  readonly from: MirrorCheckpoint;
+  readonly checkpoint: MirrorCheckpoint;
+  /** The transaction in flight that committed events still waited for when the run ended; null if none did. */
+  readonly waitingFor: string | null;
 }
 
 /**
@@ -114,8 +140,19 @@ const DEFAULT_POLL_INTERVAL_MS = 1_000;
 const DEFAULT_RETRIES = 5;
 const DEFAULT_RETRY_DELAY_MS = 500;
 const MAX_RETRY_DELAY_MS = 30_000;
+const DEFAULT_REPORT_WAIT_AFTER_MS = 10_000;
+
+/**
+ * What has been copied: every event up to `after` in commit order and, from a pre-0003
+ * checkpoint until commit order has passed the last event it covers, every position up to `floor`.
+ */
+interface Progress {
+  readonly after: Key;
+  readonly legacy?: { readonly floor: number; readonly lastCopied: Key };
+}
 
 interface SourceRow {
+  tx_id: string;
   position: number | string;
   stream_id: string;
   revision: number;
@@ -124,62 +161,154 @@ interface SourceRow {
   data: unknown;
 }
 
+/** A page's rows carry its statement's horizon; an empty page is one row of it with no event. */
+type PageRow = { horizon: string; held_back: boolean } & (SourceRow | { [K in keyof SourceRow]: null });
+
 /**
  * Copies lifecycle_events after the checkpoint `options.name` to `target`, page by page, saving
- * the checkpoint after each page; with `follow`, keeps going until `signal` aborts. Resolves
- * with what it copied; rejects with `MirrorDivergedError` when a target stream holds other events.
+ * the checkpoint after each page; with `follow`, keeps going until `signal` aborts. `source` is a
+ * database, not a transaction (see above). Resolves with what it copied; rejects with
+ * `MirrorDivergedError` when a target stream holds other events.
  */
 export async function mirrorEvents(source: SqlExecutor, target: EventStore, options: MirrorOptions): Promise<MirrorSummary> {
   const { name, signal } = options;
   if (name.trim() === '') throw new RangeError('a mirror needs a name for its checkpoint');
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a whole number ≥ 1; got ${batchSize}`);
+  const reportWaitAfterMs = options.reportWaitAfterMs ?? DEFAULT_REPORT_WAIT_AFTER_MS;
 
   const from = await loadCheckpoint(source, name);
+  const start = await progressFrom(source, from);
+  let progress = start;
   let checkpoint = from;
+  let waiting: Waiting | undefined;
   let events = 0;
   let pages = 0;
   while (!signal?.aborted) {
-    const rows = await source.query<SourceRow>(
-      `SELECT position, stream_id, revision, event_id, event_type, data FROM lifecycle_events
-       WHERE position > $1 ORDER BY position LIMIT $2`,
-      [checkpoint, batchSize],
-    );
+    const { rows, horizon, heldBack } = await readPage(source, progress, batchSize);
+    const requests = appendRequestsOf(rows);
     if (rows.length > 0) {
-      const requests = appendRequestsOf(rows);
       const appended = await withRetries(() => appendPage(target, requests, name), options);
       if (!appended) break; // stopped while waiting to retry; the page is appended next time
-      const to = positionOf(rows[rows.length - 1]!);
-      await saveCheckpoint(source, name, to);
-      options.onPage?.({ from: checkpoint, to, events: rows.length, streams: requests.length });
-      checkpoint = to;
+    }
+    const caughtUp = rows.length < batchSize;
+    const next = advance(progress, rows.length > 0 ? keyOf(rows[rows.length - 1]!) : undefined, caughtUp ? BigInt(horizon) : undefined);
+    const before = checkpoint;
+    if (next.legacy === undefined && (rows.length > 0 || progress.legacy !== undefined)) {
+      await saveCheckpoint(source, name, next.after);
+      checkpoint = next.after;
+    }
+    progress = next;
+    if (rows.length > 0) {
+      options.onPage?.({ from: before, to: checkpoint, events: rows.length, streams: requests.length });
       events += rows.length;
       pages += 1;
     }
-    if (rows.length === batchSize) continue; // more may be waiting
+    waiting = caughtUp && heldBack ? await noteWait(source, waiting, horizon, reportWaitAfterMs, options.onWait) : undefined;
+    if (!caughtUp) continue;
     if (!options.follow) break;
     await pause(options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS, signal);
   }
   const streams = await source.query<{ n: number | string }>(
-    'SELECT count(DISTINCT stream_id) AS n FROM lifecycle_events WHERE position > $1 AND position <= $2',
-    [from, checkpoint],
+    `SELECT count(DISTINCT stream_id) AS n FROM lifecycle_events
+     WHERE (tx_id, position) > ($1::xid8, $2) AND (tx_id, position) <= ($3::xid8, $4) AND position > $5`,
+    [start.after.txId, start.after.position, progress.after.txId, progress.after.position, start.legacy?.floor ?? 0],
   );
-  return { name, events, streams: Number(streams[0]?.n ?? 0), pages, from, checkpoint };
+  return { name, events, streams: Number(streams[0]?.n ?? 0), pages, from, checkpoint, waitingFor: waiting?.transaction ?? null };
 }
 
-/** The checkpoint of the mirror `name`: the last position it copied, 0 before its first run. */
-export async function loadCheckpoint(source: SqlExecutor, name: string): Promise<number> {
-  const rows = await source.query<{ position: number | string }>('SELECT position FROM event_mirror_checkpoints WHERE name = $1', [name]);
-  return rows.length === 0 ? 0 : positionOf(rows[0]!);
+/** Where a run starts from the checkpoint `from`. */
+async function progressFrom(source: SqlExecutor, from: MirrorCheckpoint): Promise<Progress> {
+  if (from.txId !== null) return { after: { txId: from.txId, position: from.position } };
+  const rows = await source.query<{ tx_id: string; position: number | string }>(
+    // e.tx_id, the xid8: a bare tx_id would name the text column, which puts 999 after 1000.
+    'SELECT e.tx_id::text AS tx_id, e.position FROM lifecycle_events e WHERE e.position <= $1 ORDER BY e.tx_id DESC, e.position DESC LIMIT 1',
+    [from.position],
+  );
+  // No event below the floor: none was copied.
+  return rows.length === 0 ? { after: START } : { after: START, legacy: { floor: from.position, lastCopied: keyOf(rows[0]!) } };
 }
 
-async function saveCheckpoint(source: SqlExecutor, name: string, position: number): Promise<void> {
+/** `progress` once a page ending at `last` is copied; `caughtUpBelow`: the horizon, if the page was the last below it. */
+function advance(progress: Progress, last: Key | undefined, caughtUpBelow: bigint | undefined): Progress {
+  const after = last ?? progress.after;
+  const { legacy } = progress;
+  if (legacy === undefined || compareKeys(after, legacy.lastCopied) >= 0) return { after };
+  // Every event that sorts before the last copied one, and is not below the floor, has a
+  // transaction below the horizon, so it was read, and none can come.
+  if (caughtUpBelow !== undefined && caughtUpBelow > BigInt(legacy.lastCopied.txId)) return { after: legacy.lastCopied };
+  return { after, legacy };
+}
+
+/**
+ * Up to `batchSize` events after `progress` in commit order, below the horizon of the same
+ * statement's snapshot, with that horizon and whether committed events wait above it.
+ */
+async function readPage(source: SqlExecutor, progress: Progress, batchSize: number) {
+  const rows = await source.query<PageRow>(
+    `WITH h AS (
+       -- Ordered by tx_id, so that it is planned as one index probe, never as a scan of the table.
+       SELECT x.xmin, (SELECT tx_id FROM lifecycle_events WHERE tx_id >= x.xmin AND position > $3 ORDER BY tx_id LIMIT 1) IS NOT NULL AS held_back
+       FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) x)
+     SELECT h.xmin::text AS horizon, h.held_back,
+            e.tx_id::text AS tx_id, e.position, e.stream_id, e.revision, e.event_id, e.event_type, e.data
+     FROM h LEFT JOIN LATERAL (
+       SELECT * FROM lifecycle_events
+       WHERE (tx_id, position) > ($1::xid8, $2) AND position > $3 AND tx_id < h.xmin
+       ORDER BY tx_id, position LIMIT $4) e ON true
+     ORDER BY e.tx_id, e.position`,
+    [progress.after.txId, progress.after.position, progress.legacy?.floor ?? 0, batchSize],
+  );
+  const { horizon, held_back: heldBack } = rows[0]!;
+  return { rows: rows.filter((row): row is PageRow & SourceRow => row.tx_id !== null), horizon, heldBack };
+}
+
+interface Waiting {
+  readonly transaction: string;
+  readonly since: number;
+  readonly reported: boolean;
+}
+
+/** Follows the transaction that holds events back, and reports it once it has done so for `afterMs`. */
+async function noteWait(
+  source: SqlExecutor,
+  waiting: Waiting | undefined,
+  transaction: string,
+  afterMs: number,
+  onWait: MirrorOptions['onWait'],
+): Promise<Waiting> {
+  const now = Date.now();
+  const current = waiting?.transaction === transaction ? waiting : { transaction, since: now, reported: false };
+  if (current.reported || onWait === undefined || now - current.since < afterMs) return current;
+  const backend = await source.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE backend_xid = $1::xid8::xid', [transaction]);
+  onWait({ transaction, pid: backend[0]?.pid ?? null, waitedMs: now - current.since });
+  return { ...current, reported: true };
+}
+
+/** The checkpoint of the mirror `name`; `MIRROR_START` before its first run. */
+export async function loadCheckpoint(source: SqlExecutor, name: string): Promise<MirrorCheckpoint> {
+  const rows = await source.query<{ tx_id: string | null; position: number | string }>(
+    'SELECT tx_id::text AS tx_id, position FROM event_mirror_checkpoints WHERE name = $1',
+    [name],
+  );
+  return rows.length === 0 ? MIRROR_START : { txId: rows[0]!.tx_id, position: positionOf(rows[0]!) };
+}
+
+async function saveCheckpoint(source: SqlExecutor, name: string, key: Key): Promise<void> {
   // Never backwards: a second mirror of the same name, lagging behind, cannot undo the first's work.
   await source.query(
-    `INSERT INTO event_mirror_checkpoints (name, position) VALUES ($1, $2)
-     ON CONFLICT (name) DO UPDATE SET position = GREATEST(event_mirror_checkpoints.position, EXCLUDED.position), updated_at = now()`,
-    [name, position],
+    `INSERT INTO event_mirror_checkpoints AS c (name, tx_id, position) VALUES ($1, $2::xid8, $3)
+     ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, updated_at = now()
+     WHERE c.tx_id IS NULL OR (c.tx_id, c.position) < (EXCLUDED.tx_id, EXCLUDED.position)`,
+    [name, key.txId, key.position],
   );
+}
+
+const keyOf = (row: { tx_id: string; position: number | string }): Key => ({ txId: row.tx_id, position: positionOf(row) });
+
+function compareKeys(a: Key, b: Key): number {
+  const byTx = BigInt(a.txId) - BigInt(b.txId);
+  return byTx !== 0n ? (byTx < 0n ? -1 : 1) : a.position - b.position;
 }
 
 function positionOf(row: { position: number | string }): number {
@@ -200,11 +329,11 @@ function appendRequestsOf(rows: readonly SourceRow[]): AppendRequest[] {
     }
     const previous = request.expectedRevision + request.events.length;
     if (row.revision !== previous + 1) {
-      // Revisions are drawn in order within each append and streams are appended by one writer
-      // at a time (see above); anything else is not a table this mirror can copy faithfully.
+      // A stream's revisions follow commit order while it has one writer at a time (see above);
+      // anything else is not a table this mirror can copy faithfully.
       throw new Error(
         `lifecycle_events holds revision ${row.revision} of stream ${row.stream_id} at position ${row.position}, ` +
-          `right after revision ${previous} in position order; the mirror copies each stream's revisions in position order and stops here`,
+          `right after revision ${previous} in commit order; the mirror copies each stream's revisions in commit order and stops here`,
       );
     }
     request.events.push(event);

@@ -2,16 +2,18 @@ import { randomUUID } from 'node:crypto';
 import {
   eventStoreMigrations,
   loadCheckpoint,
+  MIRROR_START,
   mirrorEvents,
   MirrorDivergedError,
   NO_STREAM,
   sqlEventStore,
   type AppendRequest,
   type EventStore,
+  type MirrorCheckpoint,
   type NewEvent,
   type RecordedEvent,
 } from '@lifecycle/eventstore';
-import { migrate, openPglite, type SqlDatabase } from '@lifecycle/sql';
+import { migrate, openPglite, type SqlDatabase, type SqlExecutor } from '@lifecycle/sql';
 
 export const newEvent = (type = 'TouchpointRecorded', data: unknown = { n: 1 }): NewEvent => ({ id: randomUUID(), type, data });
 
@@ -51,7 +53,20 @@ export async function expectSameStreams(db: SqlDatabase, target: EventStore): Pr
   expect(comparable(mirrored)).toEqual(comparable(source));
 }
 
-const maxPosition = async (db: SqlDatabase) => Number((await db.query<{ p: number }>('SELECT coalesce(max(position), 0) AS p FROM lifecycle_events'))[0]!.p);
+async function checkpointAt(db: SqlExecutor, order: 'ASC' | 'DESC', offset: number): Promise<MirrorCheckpoint> {
+  const rows = await db.query<{ tx_id: string; position: number }>(
+    `SELECT e.tx_id::text AS tx_id, e.position FROM lifecycle_events e ORDER BY e.tx_id ${order}, e.position ${order} OFFSET $1 LIMIT 1`,
+    [offset],
+  );
+  if (rows.length === 0) throw new Error('lifecycle_events holds fewer events than the test expects');
+  return { txId: rows[0]!.tx_id, position: Number(rows[0]!.position) };
+}
+
+/** The checkpoint after the event at `offset` in commit order (0: the first). */
+export const eventAt = (db: SqlExecutor, offset: number) => checkpointAt(db, 'ASC', offset);
+
+/** The last event in commit order: where a mirror that copied everything has its checkpoint. */
+export const lastEvent = (db: SqlExecutor) => checkpointAt(db, 'DESC', 0);
 
 /** A target that does what `target` does, and lets a test step in around each append. */
 export function interceptedTarget(
@@ -115,13 +130,13 @@ export function mirrorContract(open: () => Promise<EventStore>): void {
     const pages: number[] = [];
     const summary = await mirrorEvents(db, target, { name, batchSize: 3, onPage: (page) => pages.push(page.events) });
     await expectSameStreams(db, target);
-    const last = await maxPosition(db);
-    expect(summary).toEqual({ name, events: 9, streams: 3, pages: 3, from: 0, checkpoint: last });
+    const last = await lastEvent(db);
+    expect(summary).toEqual({ name, events: 9, streams: 3, pages: 3, from: MIRROR_START, checkpoint: last, waitingFor: null });
     expect(pages).toEqual([3, 3, 3]);
-    expect(await loadCheckpoint(db, name)).toBe(last);
+    expect(await loadCheckpoint(db, name)).toEqual(last);
     // Another name starts from the beginning; the same one finds nothing new.
-    expect(await loadCheckpoint(db, `${name}-other`)).toBe(0);
-    expect(await mirrorEvents(db, target, { name, batchSize: 3 })).toEqual({ name, events: 0, streams: 0, pages: 0, from: last, checkpoint: last });
+    expect(await loadCheckpoint(db, `${name}-other`)).toEqual(MIRROR_START);
+    expect(await mirrorEvents(db, target, { name, batchSize: 3 })).toEqual({ name, events: 0, streams: 0, pages: 0, from: last, checkpoint: last, waitingFor: null });
   });
 
   test('an incremental run mirrors only the events appended since the checkpoint', async () => {
@@ -136,8 +151,10 @@ export function mirrorContract(open: () => Promise<EventStore>): void {
       await append(requests);
     });
     const second = await mirrorEvents(db, spy, { name, batchSize: 10 });
-    expect(second).toMatchObject({ events: 3, streams: 2, pages: 1, from: first.checkpoint, checkpoint: await maxPosition(db) });
-    const newIds = (await db.query<{ event_id: string }>('SELECT event_id FROM lifecycle_events WHERE position > $1 ORDER BY position', [first.checkpoint])).map((r) => r.event_id);
+    expect(second).toMatchObject({ events: 3, streams: 2, pages: 1, from: first.checkpoint, checkpoint: await lastEvent(db) });
+    const newIds = (
+      await db.query<{ event_id: string }>('SELECT event_id FROM lifecycle_events WHERE (tx_id, position) > ($1::xid8, $2)', [first.checkpoint.txId, first.checkpoint.position])
+    ).map((r) => r.event_id);
     expect(appended.sort()).toEqual([...newIds].sort());
     await expectSameStreams(db, target);
   });
@@ -146,19 +163,19 @@ export function mirrorContract(open: () => Promise<EventStore>): void {
     await appendToSource(db, stream('a'), 3);
     await appendToSource(db, stream('b'), 2);
     await appendToSource(db, stream('a'), 2);
-    // Page 2 (positions 5..7, batch size 4) is appended, then the mirror dies.
+    // Page 2 (events 5..7, batch size 4) is appended, then the mirror dies.
     const dying = interceptedTarget(target, async (requests, call, append) => {
       await append(requests);
       if (call === 2) throw new Killed('killed between append and checkpoint');
     });
     await expect(mirrorEvents(db, dying, { name, batchSize: 4 })).rejects.toBeInstanceOf(Killed);
-    const afterPage1 = Number((await db.query<{ position: number }>('SELECT position FROM lifecycle_events ORDER BY position OFFSET 3 LIMIT 1'))[0]!.position);
-    expect(await loadCheckpoint(db, name)).toBe(afterPage1);
+    const afterPage1 = await eventAt(db, 3);
+    expect(await loadCheckpoint(db, name)).toEqual(afterPage1);
     // The last page was short and grows before the rerun: the rerun's page overlaps the target in part.
     await appendToSource(db, stream('a'), 1);
     await appendToSource(db, stream('b'), 1);
     const rerun = await mirrorEvents(db, target, { name, batchSize: 4 });
-    expect(rerun).toMatchObject({ from: afterPage1, events: 5, checkpoint: await maxPosition(db) });
+    expect(rerun).toMatchObject({ from: afterPage1, events: 5, checkpoint: await lastEvent(db) });
     await expectSameStreams(db, target);
   });
 
@@ -170,20 +187,21 @@ export function mirrorContract(open: () => Promise<EventStore>): void {
       throw new Killed('killed mid-page');
     });
     await expect(mirrorEvents(db, dying, { name, batchSize: 100 })).rejects.toBeInstanceOf(Killed);
-    expect(await loadCheckpoint(db, name)).toBe(0);
+    expect(await loadCheckpoint(db, name)).toEqual(MIRROR_START);
     const rerun = await mirrorEvents(db, target, { name, batchSize: 3 });
-    expect(rerun).toMatchObject({ from: 0, events: 10, streams: 4 });
+    expect(rerun).toMatchObject({ from: MIRROR_START, events: 10, streams: 4 });
     await expectSameStreams(db, target);
   });
 
   test('a checkpoint set back (restored from a backup) re-mirrors nothing twice', async () => {
     await appendToSource(db, stream('a'), 3);
     await appendToSource(db, stream('b'), 3);
-    const first = await mirrorEvents(db, target, { name, batchSize: 4 });
-    await db.query('UPDATE event_mirror_checkpoints SET position = 2 WHERE name = $1', [name]);
+    await mirrorEvents(db, target, { name, batchSize: 4 });
+    const second = await eventAt(db, 1);
+    await db.query('UPDATE event_mirror_checkpoints SET tx_id = $2::xid8, position = $3 WHERE name = $1', [name, second.txId, second.position]);
     await appendToSource(db, stream('a'), 1);
     const again = await mirrorEvents(db, target, { name, batchSize: 2 });
-    expect(again).toMatchObject({ from: 2, events: 5, checkpoint: first.checkpoint + 1 });
+    expect(again).toMatchObject({ from: second, events: 5, checkpoint: await lastEvent(db) });
     await expectSameStreams(db, target);
   });
 
@@ -199,7 +217,7 @@ export function mirrorContract(open: () => Promise<EventStore>): void {
     expect(error.message).toContain(`target stream ${stream('x')} diverged`);
     expect(error.message).toContain('follow revision -1, the target is at revision 0');
     expect(error.message).toContain('at revision 0 the target holds event');
-    expect(await loadCheckpoint(db, name)).toBe(0);
+    expect(await loadCheckpoint(db, name)).toEqual(MIRROR_START);
     // Nothing was skipped: a second run stops at the same place.
     await expect(mirrorEvents(db, target, { name, batchSize: 1 })).rejects.toThrow(/customer-x-.* diverged/);
     const x = (await target.readStreams([stream('x')])).get(stream('x'))!;

@@ -18,7 +18,9 @@ export type OpenTarget = (connectionString: string) => Promise<EventStore & { cl
 /**
  * Copies the event streams from the SQL store (lifecycle_events, the outbox) to EventStoreDB from
  * the checkpoint `name` on; with `follow`, until SIGINT/SIGTERM, which let the page in flight
- * finish and save its checkpoint. Prints a summary on stdout.
+ * finish and save its checkpoint. Prints a summary on stdout: the checkpoints are
+ * `{ txId, position }` of the last event copied, and `waitingFor` names the transaction still in
+ * flight that held committed events back when the run ended.
  */
 export async function mirrorEventStoreCommand(options: MirrorCommandOptions, openTarget: OpenTarget = openEventStoreDb): Promise<MirrorSummary> {
   const log = logger.child({ mirror: options.name });
@@ -46,6 +48,8 @@ export async function mirrorEventStoreCommand(options: MirrorCommandOptions, ope
         signal: controller.signal,
         onPage: (page) => log.debug(page, 'page mirrored'),
         onRetry: (error, attempt, delayMs) => log.warn({ err: error, attempt, delayMs }, 'appending a page to EventStoreDB failed; retrying'),
+        onWait: (wait) =>
+          log.warn(wait, 'committed events wait for an older transaction still in flight (its backend: pid in pg_stat_activity); the mirror copies them once it ends'),
       });
       const seconds = Number(((performance.now() - started) / 1000).toFixed(3));
       log.info({ ...summary, seconds }, 'mirror finished');
