@@ -230,7 +230,8 @@ async function observe(kafka: Kafka, topic: string): Promise<Observer> {
 
 interface SampleRow {
   app: string | null;
-  waiting: boolean | null;
+  /** The lock a session waits for (`advisory`, `transactionid`, `tuple`, …), null when it does not wait on one. */
+  lock: string | null;
   partition: number | null;
   next_offset: number | string | null;
 }
@@ -241,6 +242,8 @@ interface ActivitySample {
   inTransaction: number;
   working: number;
   waitingOnLock: number;
+  /** What the waiting sessions wait for. */
+  locks: string[];
 }
 
 /**
@@ -280,9 +283,10 @@ class Sampler {
         continue;
       }
       const sessions = rows.filter((r) => r.app !== null);
-      const working = new Set(sessions.filter((s) => s.waiting !== true).map((s) => s.app));
+      const working = new Set(sessions.filter((s) => s.lock === null).map((s) => s.app));
       const inTransaction = new Set(sessions.map((s) => s.app));
-      this.activity.push({ at, inTransaction: inTransaction.size, working: working.size, waitingOnLock: inTransaction.size - working.size });
+      const locks = sessions.flatMap((s) => (s.lock === null ? [] : [s.lock]));
+      this.activity.push({ at, inTransaction: inTransaction.size, working: working.size, waitingOnLock: inTransaction.size - working.size, locks });
       for (const { partition, next_offset } of rows) {
         if (partition === null || next_offset === null) continue;
         const list = this.history.get(partition) ?? [];
@@ -299,7 +303,7 @@ class Sampler {
    * measures (two queries every 20 ms cost about 15 % of a core).
    */
   private async sample(): Promise<SampleRow[]> {
-    const activity = `SELECT application_name AS app, wait_event_type IS NOT DISTINCT FROM 'Lock' AS waiting, NULL::integer AS partition, NULL::bigint AS next_offset
+    const activity = `SELECT application_name AS app, CASE WHEN wait_event_type = 'Lock' THEN wait_event END AS lock, NULL::integer AS partition, NULL::bigint AS next_offset
       FROM pg_stat_activity WHERE datname = current_database() AND starts_with(application_name, $1) AND xact_start IS NOT NULL`;
     if (this.schemaReady) {
       // The offsets the projector stores with its read models (loadConsumerOffsets' table).
@@ -344,6 +348,8 @@ class Sampler {
   overlap(from: number, to: number) {
     const samples = this.activity.filter((s) => s.at >= from && s.at <= to);
     const share = (test: (s: ActivitySample) => boolean) => round3(samples.filter(test).length / Math.max(1, samples.length));
+    const locks: Record<string, number> = {};
+    for (const sample of samples) for (const lock of sample.locks) locks[lock] = (locks[lock] ?? 0) + 1;
     return {
       samples: samples.length,
       failedSamples: this.failures.length,
@@ -355,6 +361,8 @@ class Sampler {
       inTransaction2: share((s) => s.inTransaction >= 2),
       /** Mean number of instances waiting on a lock. */
       meanWaitingOnLock: round3(samples.reduce((sum, s) => sum + s.waitingOnLock, 0) / Math.max(1, samples.length)),
+      /** Sessions seen waiting, by the lock they waited for: an advisory lock is a global one, transactionid or tuple a row another instance writes. */
+      locks,
     };
   }
 }
@@ -662,7 +670,9 @@ export async function runKafka(options: KafkaBenchOptions): Promise<PartResult> 
               (r) =>
                 `${r.instances} instance(s), ${r.overlap.samples} samples of pg_stat_activity every ${SAMPLE_MS} ms from the first commit: ≥ 1 working in a transaction ${percent(r.overlap.busy)}, ` +
                 `≥ 2 working ${percent(r.overlap.working2)}, ≥ 2 in a transaction counting lock waits ${percent(r.overlap.inTransaction2)}, ` +
-                `instances waiting on a lock ${r.overlap.meanWaitingOnLock} on average${r.overlap.failedSamples > 0 ? `; ${r.overlap.failedSamples} samples failed` : ''}`,
+                `instances waiting on a lock ${r.overlap.meanWaitingOnLock} on average` +
+                (Object.keys(r.overlap.locks).length > 0 ? ` (session-samples by lock: ${JSON.stringify(r.overlap.locks)})` : '') +
+                (r.overlap.failedSamples > 0 ? `; ${r.overlap.failedSamples} samples failed` : ''),
             ),
           },
     ];
