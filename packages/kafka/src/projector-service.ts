@@ -277,7 +277,7 @@ export class ProjectorService {
     if (Date.now() - this.lastInputAt < idleMs) return;
     try {
       if (!(await this.caughtUp())) return;
-      await this.advance(Date.now(), 'advance');
+      await this.advance(Date.now());
     } catch (error) {
       // The next tick tries again.
       this.options.logger.error({ err: error }, 'advancing the watermark to the wall clock failed');
@@ -299,22 +299,24 @@ export class ProjectorService {
    * final (`--until-idle` settles before it stops).
    */
   async settle(): Promise<void> {
-    if ((await this.currentClaims()).length > 0) await this.advance(Number.NEGATIVE_INFINITY);
+    if ((await this.currentClaims()).length > 0) await this.advance();
   }
 
-  private async advance(to: number, crashPoint?: 'advance'): Promise<void> {
+  /** Re-folds the owned customers as of `to` (the wall clock) or, without one, as of the group's T. */
+  private async advance(wallClock?: number): Promise<void> {
     const { config, logger } = this.options;
     const started = performance.now();
     const outcome = await this.withConflictRetries(() =>
       this.owned(async (tx, ownership) => {
-        const result = await advanceWatermark(tx, to, config, this.keyed, ownership);
-        if (crashPoint) crashBeforeCommit(crashPoint);
+        const result = await advanceWatermark(tx, wallClock ?? Number.NEGATIVE_INFINITY, config, this.keyed, ownership);
+        if (wallClock !== undefined) crashBeforeCommit('advance');
         return result;
       }),
     );
     if (outcome.stageChanges.length === 0 && outcome.corrections === 0) return;
     this.options.onBatch?.({ accepted: [], duplicates: [], conflicts: [], ...outcome }, (performance.now() - started) / 1000);
-    logger.info({ watermark: Number.isFinite(to) ? new Date(to).toISOString() : undefined, stageChanges: outcome.stageChanges.length }, 'owned customers re-folded without input');
+    if (wallClock !== undefined) logger.info({ watermark: new Date(wallClock).toISOString(), stageChanges: outcome.stageChanges.length }, 'wall clock passed deadlines');
+    else logger.info({ stageChanges: outcome.stageChanges.length }, "owned customers settled (other instances' nudges and time)");
   }
 
   private async withConflictRetries<T>(work: () => Promise<T>): Promise<T> {
