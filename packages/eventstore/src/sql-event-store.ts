@@ -1,4 +1,4 @@
-import { bulkInsert, type Migration, type SqlExecutor } from '@lifecycle/sql';
+import { copyRows, type Migration, type SqlExecutor } from '@lifecycle/sql';
 import { ConcurrencyError, shouldAppend, type EventStore, type RecordedEvent } from './event-store.js';
 
 export const eventStoreMigrations: readonly Migration[] = [
@@ -76,11 +76,11 @@ export interface SqlEventStore extends EventStore {
   findById(eventIds: readonly string[]): Promise<Map<string, unknown>>;
 }
 
-const EVENT_COLUMNS = { stream_id: 'text', revision: 'integer', event_id: 'uuid', event_type: 'text', data: 'jsonb' } as const;
+const EVENT_COLUMNS = ['stream_id', 'revision', 'event_id', 'event_type', 'data'] as const;
 
 async function insertRows(sql: SqlExecutor, rows: readonly EventRow[]): Promise<void> {
   try {
-    await bulkInsert(sql, 'lifecycle_events', EVENT_COLUMNS, rows);
+    await copyRows(sql, 'lifecycle_events', EVENT_COLUMNS, rows);
   } catch (error) {
     if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
     // Another writer committed first; the transaction is aborted, the caller retries it.

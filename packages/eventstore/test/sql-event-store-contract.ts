@@ -31,6 +31,15 @@ export function sqlEventStoreContract(open: () => Promise<SqlEventStore>): void 
     await expect(store.insert([{ ...second, revision: 2 }])).rejects.toBeInstanceOf(ConcurrencyError);
   });
 
+  test('data survives the bulk load whatever its characters', async () => {
+    const store = await open();
+    const [a] = streams();
+    const data = { text: 'tab\there, line\nbreak, cr\r, back\\slash \\N, "quoted", ünïcødé 😀, \u0001', nested: { list: [1, null, 'x\ty'] }, none: null };
+    const recorded = { id: randomUUID(), type: 'TouchpointRecorded', data, streamId: a, revision: 0 };
+    await store.insert([recorded]);
+    expect((await store.readStreams([a])).get(a)!.map((e) => e.data)).toEqual([data]);
+  });
+
   test('findById gives the data of the recorded events among the ids', async () => {
     const store = await open();
     const [a] = streams();

@@ -5,6 +5,8 @@ export interface SqlExecutor {
   query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
   /** Runs one or more statements without parameters (DDL). */
   exec(sql: string): Promise<void>;
+  /** Loads rows written in COPY's text format (see `copyRows`) into `columns` of `table`. */
+  copyIn(table: string, columns: readonly string[], text: string): Promise<void>;
 }
 
 export interface SqlDatabase extends SqlExecutor {

@@ -10,6 +10,9 @@ const executor = (client: PGlite | Transaction): SqlExecutor => ({
   async exec(sql: string) {
     await client.exec(sql);
   },
+  async copyIn(table: string, columns: readonly string[], text: string) {
+    await client.query(`COPY ${table} (${columns.join(', ')}) FROM '/dev/blob'`, [], { blob: new Blob([text]) });
+  },
 });
 
 /**

@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { SqlDatabase, SqlExecutor } from './database.js';
 
 // bigint (int8) and numeric come back as strings by default; our amounts and instants fit in
@@ -13,6 +16,16 @@ const executor = (client: pg.Pool | pg.PoolClient): SqlExecutor => ({
   },
   async exec(sql: string) {
     await client.query(sql);
+  },
+  async copyIn(table: string, columns: readonly string[], text: string) {
+    const copy = (c: pg.PoolClient) => pipeline(Readable.from([text]), c.query(copyFrom(`COPY ${table} (${columns.join(', ')}) FROM STDIN`)));
+    if (!(client instanceof pg.Pool)) return copy(client);
+    const connection = await client.connect();
+    try {
+      await copy(connection);
+    } finally {
+      connection.release();
+    }
   },
 });
 
