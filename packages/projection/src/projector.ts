@@ -375,26 +375,32 @@ export async function replay(
   onProgress?: (customersDone: number, customers: number) => void,
 ): Promise<{ customers: number; touchpoints: number; stageChanges: number }> {
   return db.transaction(async (sql) => {
+    // Which partition owns each customer (Kafka mode) survives the rebuild: its owner looks for
+    // its due customers by it.
+    const owners = await sql.query<{ customer_id: string; owner_partition: number | null }>('SELECT customer_id, owner_partition FROM customers');
+    const customers = new Map<string, number | null>(owners.map((r) => [r.customer_id, r.owner_partition]));
     await sql.exec(`TRUNCATE ${READ_MODEL_TABLES.join(', ')}`);
     await saveGeneration(sql, randomUUID());
     const store = sqlEventStore(sql);
     const links = new Map<string, VisitorLink>();
-    const customers = new Map<string, number | null>();
-    let touchpoints = 0;
     let watermark = Number.NEGATIVE_INFINITY;
-    for await (const page of store.readAllOfType(TOUCHPOINT_RECORDED)) {
-      for (const event of page) {
-        const t = event.data as Touchpoint;
-        touchpoints += 1;
-        watermark = Math.max(watermark, Date.parse(t.occurredAt));
-        if (t.customerId !== undefined) customers.set(t.customerId, null);
-        if (isLinkingRegistration(t)) {
-          const candidate = { at: Date.parse(t.occurredAt), id: t.id };
-          const current = links.get(t.anonymousId);
-          if (linksEarlier(candidate, current && { at: current.linkAt, id: current.registrationId })) {
-            links.set(t.anonymousId, { anonymousId: t.anonymousId, customerId: t.customerId, linkAt: candidate.at, registrationId: t.id });
-          }
-        }
+    // T, the customers and the visitors' owners, from a few fields of each touchpoint: the events
+    // themselves are read once, customer by customer, below (reading them whole twice was most
+    // of a replay's time).
+    const touchpoints = await sql.query<{ id: string; type: string; occurred_at: string; customer_id: string | null; anonymous_id: string | null }>(
+      `SELECT data->>'id' AS id, data->>'type' AS type, data->>'occurredAt' AS occurred_at, data->>'customerId' AS customer_id, data->>'anonymousId' AS anonymous_id
+       FROM lifecycle_events WHERE event_type = $1`,
+      [TOUCHPOINT_RECORDED],
+    );
+    for (const t of touchpoints) {
+      const at = Date.parse(t.occurred_at);
+      watermark = Math.max(watermark, at);
+      if (t.customer_id === null) continue;
+      if (!customers.has(t.customer_id)) customers.set(t.customer_id, null);
+      if (t.type !== 'registration' || t.anonymous_id === null) continue;
+      const current = links.get(t.anonymous_id);
+      if (linksEarlier({ at, id: t.id }, current && { at: current.linkAt, id: current.registrationId })) {
+        links.set(t.anonymous_id, { anonymousId: t.anonymous_id, customerId: t.customer_id, linkAt: at, registrationId: t.id });
       }
     }
     await saveVisitorLinks(sql, [...links.values()]);
@@ -403,10 +409,10 @@ export async function replay(
     for (let i = 0; i < all.length; i += REPLAY_CHUNK) {
       const chunk = all.slice(i, i + REPLAY_CHUNK);
       const states = await statesOf(sql, store, new KeyedState(), chunk);
-      stageChanges += (await reproject(sql, store, [...states.values()], watermark, config, new Map(), () => null)).stageChanges.length;
+      stageChanges += (await reproject(sql, store, [...states.values()], watermark, config, new Map(), (id) => customers.get(id) ?? null)).stageChanges.length;
       onProgress?.(i + chunk.length, all.length);
     }
-    if (touchpoints > 0) await finish(sql, null, config, watermark, [undefined]);
-    return { customers: customers.size, touchpoints, stageChanges };
+    if (touchpoints.length > 0) await finish(sql, null, config, watermark, [undefined]);
+    return { customers: customers.size, touchpoints: touchpoints.length, stageChanges };
   });
 }

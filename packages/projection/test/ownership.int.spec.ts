@@ -3,7 +3,7 @@ import { DEFAULT_CONFIG, type Touchpoint } from '@lifecycle/contracts';
 import { groupByCustomer, projectAsOf } from '@lifecycle/domain';
 import { ConcurrencyError } from '@lifecycle/eventstore';
 import { generateTouchpoints } from '@lifecycle/generator';
-import { advanceWatermark, exportProjection, KeyedState, openLifecycleStore, projectBatch, type Ownership } from '@lifecycle/projection';
+import { advanceWatermark, exportProjection, KeyedState, openLifecycleStore, projectBatch, replay, type Ownership } from '@lifecycle/projection';
 import { assertClaims, FencedError, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
 import { createTestDatabase } from '../../../test/support/postgres.js';
@@ -142,6 +142,14 @@ describe('projector instances own the customers of their partitions (PostgreSQL)
     expect(actual.asOf).toBe(latest);
     expect(actual.customers).toEqual(expected.customers);
     expect(actual.cohorts).toEqual(expected.cohorts);
+    // A replay keeps each customer with its owner: the owner looks for its due churns by partition.
+    const partitions = () => setup.query('SELECT customer_id, owner_partition FROM customers ORDER BY customer_id');
+    const before = await partitions();
+    expect(before.every((r) => r['owner_partition'] !== null)).toBe(true);
+    await replay(setup, DEFAULT_CONFIG);
+    expect(await partitions()).toEqual(before);
+    expect((await exportProjection(setup, DEFAULT_CONFIG)).customers).toEqual(expected.customers);
+
     // The instances did nudge each other's customers (or this test proves nothing about nudges).
     const [{ nudges }] = await setup.query<{ nudges: string }>("SELECT n_tup_ins AS nudges FROM pg_stat_user_tables WHERE relname = 'customer_nudges'") as [{ nudges: string }];
     expect(Number(nudges)).toBeGreaterThan(10);
