@@ -81,11 +81,11 @@ export async function runProjector(options: ProjectorOptions, logger: Logger): P
     while (streak < 2) {
       const stop = await Promise.race([signal.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), IDLE_POLL_MS))]);
       if (stop) break;
-      if (await service.caughtUp()) {
-        // Everything the group consumed is committed, nudges included: what this instance owes its customers is known.
-        await service.settle();
-        streak += 1;
-      } else streak = 0;
+      // Once everything the group consumed is committed (nudges included), what this instance
+      // owes its customers is known. A settle that fails (partitions moving in a rebalance) is
+      // not idle: the loop goes on.
+      const settled = (await service.caughtUp()) && (await service.settle().then(() => true, (error: unknown) => (log.warn({ err: error }, 'settle failed'), false)));
+      streak = settled ? streak + 1 : 0;
     }
     idle = streak >= 2;
   } else {
