@@ -40,6 +40,9 @@ export const IdentifierSchema = z.string().min(1).max(128).regex(NO_CONTROL, 'mu
 const identifier = IdentifierSchema;
 const text = (max: number) => z.string().max(max).regex(TEXT, 'must not contain control characters other than tab and line breaks, nor unpaired surrogates');
 
+// parseTouchpoint reads common lines by these rules without zod (touchpoint-fast-path.ts): a
+// change here needs the same change there (its test compares the two on generated lines).
+
 // Loose like every object of the contract: unknown extra fields are kept (SPEC §2).
 export const MoneySchema = z.looseObject({
   amountMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
