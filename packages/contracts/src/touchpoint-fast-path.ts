@@ -1,4 +1,4 @@
-import { MAX_TOUCHPOINT_BYTES, parseTouchpoint as parseTouchpointStrict, type ParseResult } from './rejection.js';
+import { parseTouchpoint as parseTouchpointStrict, type ParseResult } from './rejection.js';
 import { TOUCHPOINT_TYPES, type Money, type Touchpoint, type TouchpointType } from './touchpoint.js';
 
 /**
@@ -19,17 +19,19 @@ export function parseTouchpoint(input: string | Uint8Array): ParseResult {
  * path would return. Undefined for every other line, valid or not.
  */
 export function fastTouchpoint(input: string | Uint8Array): Touchpoint | undefined {
-  let text: string;
-  if (typeof input === 'string') {
-    // A UTF-16 unit takes 1 to 3 bytes in UTF-8: only a long string needs its bytes counted.
-    if (input.length * 3 > MAX_TOUCHPOINT_BYTES && Buffer.byteLength(input, 'utf8') > MAX_TOUCHPOINT_BYTES) return undefined;
-    text = input;
-  } else {
-    if (input.byteLength > MAX_TOUCHPOINT_BYTES) return undefined;
-    text = utf8.decode(input);
-  }
+  // A byte holds at most one UTF-16 unit, so checking bytes before decoding bounds the text too.
+  if ((typeof input === 'string' ? input.length : input.byteLength) > MAX_LINE) return undefined;
+  const text = typeof input === 'string' ? input : utf8.decode(input);
   return readTouchpoint(text, text.charCodeAt(0) === 0xfeff ? 1 : 0);
 }
+
+/**
+ * The longest line the fast path reads, in UTF-16 units or bytes: well above any line of the
+ * contract's fields (under 1 500), so only whitespace or repeated fields make a valid line
+ * longer. The touchpoint's strings are slices of its line and keep it in memory: this bounds
+ * that; and a line this short is far under MAX_TOUCHPOINT_BYTES, which the strict path checks.
+ */
+const MAX_LINE = 4096;
 
 // Keeps a leading BOM, like the strict path's decoding. No separate UTF-8 check: bytes that are
 // not UTF-8 decode to U+FFFD, which the fast path refuses.

@@ -257,13 +257,15 @@ describe('parseTouchpoint: the fast path answers exactly as the zod path', () =>
     expect(fastAccepted).toBeGreaterThan(10);
   });
 
-  test('sizes around the byte limit, counted in UTF-8 bytes whatever the input', () => {
+  test('long lines: around the byte limit (UTF-8 bytes, whatever the input) and shorter', () => {
     const line = (code: string) => `{"id":"i","type":"referral","occurredAt":"2024-01-01T00:00:00Z","customerId":"c","properties":{"code":"${code}"}}`;
     const lines: string[] = [];
     for (const code of ['', '中'.repeat(128), '\u{1F600}'.repeat(64)]) {
-      for (let delta = -3; delta <= 3; delta += 1) lines.push(' '.repeat(MAX_TOUCHPOINT_BYTES + delta - Buffer.byteLength(line(code))) + line(code));
+      for (const size of [1000, 4000, 4100, 16_000, MAX_TOUCHPOINT_BYTES]) {
+        for (let delta = -3; delta <= 3; delta += 1) lines.push(' '.repeat(size + delta - Buffer.byteLength(line(code))) + line(code));
+      }
     }
-    expect(lines.filter((l) => !agrees(l))).toEqual([]);
+    expect(lines.filter((l) => !agrees(l)).map((l) => `${Buffer.byteLength(l)} bytes: ${l.trim()}`)).toEqual([]);
     expect(fastAccepted).toBeGreaterThan(0);
   });
 });
