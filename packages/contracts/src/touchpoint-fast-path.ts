@@ -368,8 +368,9 @@ const DAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 0, 0, 31, 29, 3
  * Whether `s` from `o` to `end` is `YYYY-MM-DDTHH:MM:SS`, maybe `.sss`, then `Z` or `±HH:MM`,
  * with a real date of 1971 to 2098 (where the leap years are those divisible by 4). A part of
  * what the schema accepts (its pattern, and its range whatever the offset) that needs neither the
- * pattern nor Date.parse; other instants take the strict path. Read in the line itself, and with
- * the checks or-ed together rather than a branch each: both made it several times cheaper.
+ * pattern nor Date.parse; other instants take the strict path. Read in the line itself (a slice
+ * of it is slower to read char by char) and with the checks or-ed together rather than a branch
+ * each: both measured faster.
  */
 function isInstant(s: string, o: number, end: number): boolean {
   const separators = (s.charCodeAt(o + 4) ^ 0x2d) | (s.charCodeAt(o + 7) ^ 0x2d) | (s.charCodeAt(o + 10) ^ 0x54) | (s.charCodeAt(o + 13) ^ COLON) | (s.charCodeAt(o + 16) ^ COLON);
