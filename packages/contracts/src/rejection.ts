@@ -119,8 +119,10 @@ const BOM = '\uFEFF';
  * Decodes and validates one touchpoint given as JSON text (one NDJSON line, one message). Bytes
  * are checked to be UTF-8 (JSON's encoding, RFC 8259 §8.1) instead of having bad sequences
  * silently replaced; a leading byte order mark, which that RFC lets a parser ignore, is ignored.
+ * The definition of the contract: `parseTouchpoint` (touchpoint-fast-path.ts) answers the common
+ * line faster and leaves every other line to this one.
  */
-export function parseTouchpoint(input: string | Uint8Array): ParseResult {
+export function parseTouchpointStrict(input: string | Uint8Array): ParseResult {
   const bytes = typeof input === 'string' ? Buffer.byteLength(input, 'utf8') : input.byteLength;
   if (bytes > MAX_TOUCHPOINT_BYTES) {
     return reject('payload_too_large', '', `a touchpoint may have at most ${MAX_TOUCHPOINT_BYTES} bytes`);

@@ -1,4 +1,4 @@
-import { parseTouchpoint as parseTouchpointStrict, type ParseResult } from './rejection.js';
+import { parseTouchpointStrict, type ParseResult } from './rejection.js';
 import { TOUCHPOINT_TYPES, type Money, type Touchpoint, type TouchpointType } from './touchpoint.js';
 
 /**
