@@ -4,8 +4,7 @@ import type { LifecycleConfig, Rejection, Touchpoint } from '@lifecycle/contract
 import { ConcurrencyError } from '@lifecycle/eventstore';
 import { advanceWatermark, conflictRejection, crashBeforeCommit, isolatePoison, KeyedState, projectBatch, storeRejection, type BatchOutcome, type Ownership } from '@lifecycle/projection';
 import { assertClaims, FencedError, loadConsumerOffsets, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
-import type { SqlExecutor } from '@lifecycle/sql';
-import type { SqlDatabase } from '@lifecycle/sql';
+import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
 import { createProducer, type Topics } from './client.js';
 import { byteBounded, deadLetterMessage, parseMessage, touchpointMessage } from './touchpoint-messages.js';
 

@@ -1,4 +1,4 @@
-export { advanceWatermark, assertStoreConfig, ConfigMismatchError, conflictRejection, EMBEDDED, projectBatch, replay, type BatchOutcome, type Ownership } from './projector.js';
+export { advanceWatermark, assertStoreConfig, ConfigMismatchError, conflictRejection, projectBatch, replay, type BatchOutcome, type Ownership } from './projector.js';
 export { KeyedState, type CustomerState } from './keyed-state.js';
 export { exportProjection, openLifecycleStore, recordedTouchpoints, type StoreLocation } from './lifecycle-store.js';
 export { customerStream, deterministicUuid, readCustomerStream } from './streams.js';

@@ -90,11 +90,6 @@ export class KeyedState {
     this.touchpoints = 0;
   }
 
-  /** Customers and touchpoints held, for tests and diagnostics. */
-  get size(): { customers: number; touchpoints: number } {
-    return { customers: this.customers.size, touchpoints: this.touchpoints };
-  }
-
   private evict(): void {
     for (const [id, state] of this.customers) {
       if (this.touchpoints <= this.maxTouchpoints) return;
