@@ -1,4 +1,5 @@
-import { lifecycleExit as run } from '../support/cli.js';
+import { spawn } from 'node:child_process';
+import { cli, lifecycleExit as run } from '../support/cli.js';
 
 // Exit codes of the README: 0 success, 2 usage or configuration error, 1 anything else. Commander's
 // own errors would exit 1 unless main.ts maps them, so each kind is checked on the built CLI.
@@ -34,5 +35,16 @@ describe('help exits with code 0 on stdout', () => {
     expect(code).toBe(0);
     expect(stdout).toMatch(/^Usage: lifecycle/);
     expect(stderr).toBe('');
+  });
+
+  test('a reader that goes away early (`generate | head -1`) ends generate quietly, with 0', async () => {
+    const child = spawn(process.execPath, [cli, 'generate', '--customers', '20000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    child.stdout.destroy();
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 });

@@ -20,6 +20,7 @@ export async function readLines(source: string): Promise<AsyncIterable<Buffer>> 
 
 /** Writes lines to stdout, waiting when the pipe is full; stops quietly if the reader went away. */
 export async function writeLines(lines: Iterable<string>): Promise<void> {
+  ignoreClosedStdout();
   let buffer = '';
   for (const line of lines) {
     buffer += line + '\n';
@@ -29,6 +30,20 @@ export async function writeLines(lines: Iterable<string>): Promise<void> {
     }
   }
   if (buffer) await write(buffer);
+}
+
+/**
+ * A reader that went away (`generate | head`) is reported to the write's callback and also as an
+ * 'error' event, possibly after the last write returned, which would end the process with a stack
+ * trace if nobody listened: listened to for the life of the process.
+ */
+function ignoreClosedStdout(): void {
+  if (process.stdout.listeners('error').includes(onStdoutError)) return;
+  process.stdout.on('error', onStdoutError);
+}
+
+function onStdoutError(error: NodeJS.ErrnoException): void {
+  if (error.code !== 'EPIPE') throw error;
 }
 
 function write(chunk: string): Promise<boolean> {
