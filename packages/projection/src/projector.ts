@@ -77,8 +77,9 @@ function assertSameConfig(stored: LifecycleConfig | null, config: LifecycleConfi
  * compared with the recorded one, or, for an id new to the store, with the batch's first copy.
  */
 async function sortOutKnown(store: SqlEventStore, batch: readonly Touchpoint[]) {
-  const eventIds = new Map(batch.map((t) => [t.id, touchpointEvent(t).id]));
-  const recorded = await store.findById([...new Set(eventIds.values())]);
+  // Kept for recording the fresh ones: an event id is a hash, computed once per touchpoint.
+  const events = new Map(batch.map((t) => [t, touchpointEvent(t)]));
+  const recorded = await store.findById([...new Set([...events.values()].map((e) => e.id))]);
   // As stored (a JSON round trip): only computed for the ids that come again.
   const asStored = (t: Touchpoint) => JSON.parse(JSON.stringify(t)) as unknown;
   const firstInBatch = new Map<string, Touchpoint>();
@@ -86,7 +87,7 @@ async function sortOutKnown(store: SqlEventStore, batch: readonly Touchpoint[]) 
   const duplicates: Touchpoint[] = [];
   const conflicts: Touchpoint[] = [];
   for (const touchpoint of batch) {
-    const known = recorded.get(eventIds.get(touchpoint.id)!);
+    const known = recorded.get(events.get(touchpoint)!.id);
     const first = firstInBatch.get(touchpoint.id);
     if (known === undefined && first === undefined) {
       firstInBatch.set(touchpoint.id, touchpoint);
@@ -95,7 +96,7 @@ async function sortOutKnown(store: SqlEventStore, batch: readonly Touchpoint[]) 
     }
     (isDeepStrictEqual(asStored(touchpoint), known ?? asStored(first!)) ? duplicates : conflicts).push(touchpoint);
   }
-  return { fresh, duplicates, conflicts };
+  return { fresh, duplicates, conflicts, events };
 }
 
 /**
@@ -193,7 +194,7 @@ export async function projectBatch(
   assertSameConfig(state.config, config);
   keyed.follow(state.generation);
   const store = sqlEventStore(sql);
-  const { fresh, duplicates, conflicts } = await sortOutKnown(store, batch);
+  const { fresh, duplicates, conflicts, events } = await sortOutKnown(store, batch);
   const outcome: BatchOutcome = { accepted: fresh, duplicates, conflicts, stageChanges: [], corrections: 0 };
   if (fresh.length === 0) return outcome;
   await injectStoreFault(sql, fresh);
@@ -205,7 +206,9 @@ export async function projectBatch(
   for (const t of fresh) {
     if (t.customerId === undefined) continue;
     affected.add(t.customerId);
-    causedBy.set(t.customerId, [...(causedBy.get(t.customerId) ?? []), t.id]);
+    const causes = causedBy.get(t.customerId);
+    if (causes) causes.push(t.id);
+    else causedBy.set(t.customerId, [t.id]);
   }
 
   // Identity (SPEC §5): a registration may take a visitor; the visitor's impressions follow it.
@@ -250,7 +253,7 @@ export async function projectBatch(
       customer.touchpoints.push(timed(t));
       keyed.grew(1);
     }
-    recorded.push({ ...touchpointEvent(t), streamId, revision });
+    recorded.push({ ...events.get(t)!, streamId, revision });
   }
   // Before the linked impressions are read: they may be among these.
   await store.insert(recorded);
