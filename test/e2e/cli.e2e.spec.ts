@@ -37,7 +37,7 @@ async function readStore(dataDir: string) {
       rows: await readCustomerRows(db),
       cohorts: await readCohortRows(db, state.watermark, state.config),
       customers: await db.query(
-        'SELECT customer_id, stage, acquired_at, cohort, channel, converted_at, churned_at, churn_reason, payments, reactivations, referrals, revenue, next_deadline, cohort_facts FROM customers ORDER BY customer_id',
+        'SELECT customer_id, stage, acquired_at, cohort, channel, converted_at, churned_at, churn_reason, payments, reactivations, referrals, revenue, next_deadline, history FROM customers ORDER BY customer_id',
       ),
       cohortCells: await db.query('SELECT * FROM cohort_cells ORDER BY cohort_period, period_offset'),
       stageChanges: await db.query('SELECT * FROM stage_changes ORDER BY customer_id, seq'),

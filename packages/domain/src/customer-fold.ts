@@ -10,7 +10,7 @@ import type {
 } from '@lifecycle/contracts';
 import { DAY_MS, compareCanonical, isPaying, toIso, type TimedTouchpoint } from './canonical-order.js';
 import { PeriodCalendar } from './periods.js';
-import { sortedRevenue } from './cohorts.js';
+import { recordedCohortFacts, rowAsOf, type CustomerHistory } from './customer-history.js';
 
 /** An impression of a visitor linked to this customer by a registration at `linkAt` (SPEC §5). */
 export interface LinkedImpression {
@@ -45,6 +45,8 @@ export interface CustomerSnapshot {
   readonly row: CustomerRow;
   /** `null` while the customer is not acquired. */
   readonly cohortFacts: CohortFacts | null;
+  /** Its timed facts, from which its row and cohort facts as of any instant follow. */
+  readonly history: CustomerHistory;
   /** Every stage change up to the as-of instant, in order, with its cause (empty when not asked for). */
   readonly timeline: readonly LifecycleEvent[];
   /** The next churn deadline after the as-of instant, if one is pending: when to look again. */
@@ -91,20 +93,18 @@ function isCanonical(touchpoints: readonly TimedTouchpoint[]): boolean {
 class CustomerFold {
   private readonly graceMs: number;
   private readonly inactivityMs: number;
-  private readonly calendar: PeriodCalendar;
+  readonly calendar: PeriodCalendar;
 
+  private first: number | null = null;
   private firstRegistration: TimedTouchpoint | null = null;
   private firstOwnImpression: TimedTouchpoint | null = null;
   private conversion: TimedTouchpoint | null = null;
-  private payments = 0;
-  private referrals = 0;
-  private reactivations = 0;
   private loyal = false;
-  private readonly revenue = new Map<string, number>();
-  private readonly paymentFacts: PaymentFact[] = [];
-  private readonly churnAts: number[] = [];
-  private readonly reactivationAts: number[] = [];
-  private lastChurn: { at: number; reason: ChurnReason } | null = null;
+  private readonly payments: [number, string, number][] = [];
+  private readonly referrals: number[] = [];
+  private readonly churns: [number, ChurnReason][] = [];
+  private readonly reactivations: number[] = [];
+  private readonly stages: [number, Stage][] = [];
 
   // The current churn episode (SPEC §3): its latest paying event, and the first failure after it.
   private anchor: TimedTouchpoint | null = null;
@@ -139,8 +139,7 @@ class CustomerFold {
     if (deadline === null || deadline.at > t || (deadline.at === t && !inclusive)) return;
     this.churned = true;
     this.failure = null;
-    this.lastChurn = { at: deadline.at, reason: deadline.reason };
-    this.churnAts.push(deadline.at);
+    this.churns.push([deadline.at, deadline.reason]);
     this.changeStage(deadline.at, {
       kind: 'deadline',
       deadline: deadline.reason === 'payment_failure' ? 'payment_grace' : 'inactivity',
@@ -150,6 +149,7 @@ class CustomerFold {
 
   apply(t: TimedTouchpoint): void {
     const touchpoint = t.touchpoint;
+    this.first ??= t.at;
     switch (touchpoint.type) {
       case 'ad_impression':
         this.firstOwnImpression ??= t;
@@ -165,7 +165,7 @@ class CustomerFold {
         if (this.anchor !== null && !this.churned) this.failure ??= t;
         break;
       case 'referral':
-        this.referrals += 1;
+        this.referrals.push(t.at);
         if (this.conversion !== null) this.loyal = true;
         break;
       default: {
@@ -179,18 +179,15 @@ class CustomerFold {
   }
 
   private pay(t: TimedTouchpoint, currency: string, amountMinor: number): void {
-    this.payments += 1;
-    this.revenue.set(currency, (this.revenue.get(currency) ?? 0) + amountMinor);
-    this.paymentFacts.push({ period: this.calendar.indexOf(t.at), currency, amountMinor });
+    this.payments.push([t.at, currency, amountMinor]);
     this.conversion ??= t;
     if (this.churned) {
       this.churned = false;
-      this.reactivations += 1;
-      this.reactivationAts.push(t.at);
+      this.reactivations.push(t.at);
     }
     this.anchor = t;
     this.failure = null;
-    if (this.payments >= this.config.loyalty.minPayments) this.loyal = true;
+    if (this.payments.length >= this.config.loyalty.minPayments) this.loyal = true;
   }
 
   private currentStage(): Stage {
@@ -201,7 +198,7 @@ class CustomerFold {
 
   private baseStage(): Stage {
     if (this.loyal) return 'loyal';
-    if (this.payments >= 2) return 'retained';
+    if (this.payments.length >= 2) return 'retained';
     if (this.conversion !== null) return 'converted';
     if (this.firstRegistration !== null) return 'acquired';
     return 'reached';
@@ -212,6 +209,7 @@ class CustomerFold {
     const to = this.currentStage();
     if (from === to) return;
     this.stage = to;
+    this.stages.push([at, to]);
     if (!this.recordTimeline) return;
     const iso = toIso(at);
     if (to === 'churned') {
@@ -229,7 +227,7 @@ class CustomerFold {
         reached: to === 'reached',
         acquired: true,
         converted: this.conversion !== null,
-        retained: this.payments >= 2,
+        retained: this.payments.length >= 2,
         loyal: this.loyal,
       };
       let previous: Stage | null = from;
@@ -243,50 +241,54 @@ class CustomerFold {
   }
 
   snapshot(input: CustomerInput, asOf: number): CustomerSnapshot {
-    const acquisition = this.firstRegistration ?? this.conversion;
-    const channel = acquisition === null ? null : this.channel(input, asOf);
-    const cohortPeriod = acquisition === null ? null : this.calendar.indexOf(acquisition.at);
-    const row: CustomerRow = {
-      customerId: input.customerId,
-      stage: this.stage ?? 'reached',
-      acquiredAt: acquisition === null ? null : toIso(acquisition.at),
-      cohort: cohortPeriod === null ? null : this.calendar.label(cohortPeriod),
-      channel,
-      convertedAt: this.conversion === null ? null : toIso(this.conversion.at),
-      churnedAt: this.lastChurn === null ? null : toIso(this.lastChurn.at),
-      churnReason: this.lastChurn?.reason ?? null,
+    const registration = this.firstRegistration?.touchpoint;
+    const pending = this.deadline();
+    const history: CustomerHistory = {
+      first: this.first ?? asOf,
+      registration:
+        registration?.type === 'registration'
+          ? [this.firstRegistration!.at, registration.properties.channel ?? (registration.properties.referredBy !== undefined ? 'referral' : null)]
+          : null,
+      impressionChannel: this.impressionChannel(input, asOf),
+      conversion: this.conversion?.at ?? null,
       payments: this.payments,
-      reactivations: this.reactivations,
       referrals: this.referrals,
-      revenue: sortedRevenue(this.revenue),
+      churns: this.churns,
+      reactivations: this.reactivations,
+      stages: this.stages,
+      pending: pending === null ? null : [pending.at, pending.reason],
     };
-    const cohortFacts: CohortFacts | null =
-      cohortPeriod === null || channel === null
-        ? null
-        : {
-            cohortPeriod,
-            channel,
-            convertedPeriod: this.conversion === null ? null : this.calendar.indexOf(this.conversion.at),
-            payments: this.paymentFacts,
-            churnPeriods: this.churnAts.map((at) => this.calendar.indexOf(at)),
-            reactivationPeriods: this.reactivationAts.map((at) => this.calendar.indexOf(at)),
-          };
-    return { row, cohortFacts, timeline: this.timeline, nextDeadline: this.deadline()?.at ?? null };
+    return {
+      row: rowAsOf(input.customerId, history, asOf, this.calendar)!,
+      cohortFacts: recordedCohortFacts(history, this.calendar),
+      history,
+      timeline: this.timeline,
+      nextDeadline: pending?.at ?? null,
+    };
   }
 
-  /** Acquisition channel (SPEC §3): registration channel, referral, first linked impression, direct. */
-  private channel(input: CustomerInput, asOf: number): string {
-    const registration = this.firstRegistration?.touchpoint;
-    if (registration?.type === 'registration') {
-      if (registration.properties.channel !== undefined) return registration.properties.channel;
-      if (registration.properties.referredBy !== undefined) return 'referral';
-    }
-    let first = this.firstOwnImpression;
+  /**
+   * The channel of the canonically first impression the customer has, from each instant on
+   * (SPEC §3, §5): its own first impression counts from its time, a linked visitor's from the
+   * later of its time and the link's.
+   */
+  private impressionChannel(input: CustomerInput, asOf: number): [number, string][] {
+    const candidates: { from: number; impression: TimedTouchpoint }[] = [];
+    if (this.firstOwnImpression !== null) candidates.push({ from: this.firstOwnImpression.at, impression: this.firstOwnImpression });
     for (const { impression, linkAt } of input.linkedImpressions ?? []) {
-      if (linkAt <= asOf && impression.at <= asOf && (first === null || compareCanonical(impression, first) < 0)) {
-        first = impression;
-      }
+      const from = Math.max(linkAt, impression.at);
+      if (from <= asOf) candidates.push({ from, impression });
     }
-    return first?.touchpoint.type === 'ad_impression' ? first.touchpoint.properties.channel : 'direct';
+    candidates.sort((a, b) => a.from - b.from);
+    const steps: [number, string][] = [];
+    let first: TimedTouchpoint | null = null;
+    for (const { from, impression } of candidates) {
+      if (first !== null && compareCanonical(impression, first) >= 0) continue;
+      first = impression;
+      const channel = impression.touchpoint.type === 'ad_impression' ? impression.touchpoint.properties.channel : 'direct';
+      if (steps.at(-1)?.[0] === from) steps[steps.length - 1] = [from, channel];
+      else if (steps.at(-1)?.[1] !== channel) steps.push([from, channel]);
+    }
+    return steps;
   }
 }

@@ -8,6 +8,7 @@ export {
   type LinkedImpression,
   type PaymentFact,
 } from './customer-fold.js';
+export { cohortFactsAsOf, recordedCohortFacts, rowAsOf, type CustomerHistory } from './customer-history.js';
 export { CohortCells, cohortRows, cohortRowsFromCells, sortedRevenue, type CohortCell } from './cohorts.js';
-export { groupByCustomer, linksEarlier, projectAsOf, type LinkingRegistration, type Projection } from './population.js';
+export { groupByCustomer, linksEarlier, projectAsOf, projectHistoriesAsOf, type LinkingRegistration, type Projection } from './population.js';
 export { historyChange, type HistoryChange, type RecordedLifecycleEvent } from './lifecycle-history.js';

@@ -2,6 +2,8 @@ import type { CohortRow, CustomerRow, LifecycleConfig, Touchpoint } from '@lifec
 import { timed, type TimedTouchpoint } from './canonical-order.js';
 import { cohortRows } from './cohorts.js';
 import { foldCustomer, type CustomerInput, type CohortFacts, type LinkedImpression } from './customer-fold.js';
+import { cohortFactsAsOf, rowAsOf, type CustomerHistory } from './customer-history.js';
+import { PeriodCalendar } from './periods.js';
 
 /** A registration carrying an `anonymousId`, as far as linking needs it. */
 export interface LinkingRegistration {
@@ -76,5 +78,27 @@ export function projectAsOf(inputs: readonly CustomerInput[], asOf: number, conf
     if (snapshot.cohortFacts !== null) facts.push(snapshot.cohortFacts);
   }
   customers.sort((a, b) => (a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : 0));
+  return { asOf, customers, cohorts: cohortRows(facts, asOf, config) };
+}
+
+/**
+ * The same projection from the customers' histories (sorted by customerId) instead of their
+ * touchpoints: an as-of export of the read models without a fold.
+ */
+export function projectHistoriesAsOf(
+  histories: Iterable<{ readonly customerId: string; readonly history: CustomerHistory }>,
+  asOf: number,
+  config: LifecycleConfig,
+): Projection {
+  const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
+  const customers: CustomerRow[] = [];
+  const facts: CohortFacts[] = [];
+  for (const { customerId, history } of histories) {
+    const row = rowAsOf(customerId, history, asOf, calendar);
+    if (row === null) continue;
+    customers.push(row);
+    const customerFacts = cohortFactsAsOf(history, asOf, calendar);
+    if (customerFacts !== null) facts.push(customerFacts);
+  }
   return { asOf, customers, cohorts: cohortRows(facts, asOf, config) };
 }

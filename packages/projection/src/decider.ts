@@ -60,7 +60,13 @@ export function decide(
     if (stored?.cohortFacts) delta.addCustomer(stored.cohortFacts, -1);
     if (snapshot.cohortFacts) delta.addCustomer(snapshot.cohortFacts);
   }
-  const next: StoredCustomer = { row: snapshot.row, cohortFacts: snapshot.cohortFacts, nextDeadline: snapshot.nextDeadline, ownerPartition };
+  const next: StoredCustomer = {
+    row: snapshot.row,
+    history: snapshot.history,
+    cohortFacts: snapshot.cohortFacts,
+    nextDeadline: snapshot.nextDeadline,
+    ownerPartition,
+  };
   const row = isDeepStrictEqual(stored, next) ? undefined : next;
   state.stored = next;
   return { events, appended: change.append, corrected: change.retract.length > 0, row, history };

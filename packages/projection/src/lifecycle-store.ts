@@ -1,8 +1,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import { TOUCHPOINT_RECORDED, type LifecycleConfig, type Touchpoint } from '@lifecycle/contracts';
-import { groupByCustomer, projectAsOf, type Projection } from '@lifecycle/domain';
+import { groupByCustomer, projectAsOf, projectHistoriesAsOf, type Projection } from '@lifecycle/domain';
 import { eventStoreMigrations, sqlEventStore } from '@lifecycle/eventstore';
-import { loadProjectionState, readCohortRows, readCustomerRows, readModelMigrations } from '@lifecycle/readmodel';
+import { loadProjectionState, readCohortRows, readCustomerHistories, readCustomerRows, readModelMigrations } from '@lifecycle/readmodel';
 import { migrate, openPglite, openPostgres, type SqlDatabase } from '@lifecycle/sql';
 
 /** Where the streams and read models live: an embedded directory, or a PostgreSQL URL. */
@@ -30,16 +30,20 @@ export async function recordedTouchpoints(db: SqlDatabase): Promise<Touchpoint[]
 }
 
 /**
- * Customers and cohorts as of `asOf` (default: the latest event time recorded). At the
- * projection's own instant and settings they are read from the read models; at any other
- * instant or with other settings they are folded from the event streams.
+ * Customers and cohorts as of `asOf` (default: the latest event time recorded). With the
+ * projection's own settings they come from the read models: its rows and cells at its own
+ * instant, its customers' histories at any other. With other settings (or histories not all
+ * kept yet: a store projected by an older version until its `replay`) they are folded from the
+ * event streams.
  */
 export async function exportProjection(db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Projection> {
   const state = await loadProjectionState(db);
   if (state.watermark === null) return { asOf: asOf ?? Number.NaN, customers: [], cohorts: [] };
   const at = asOf ?? state.watermark;
-  if (at === state.watermark && isDeepStrictEqual(state.config, config)) {
-    return { asOf: at, customers: await readCustomerRows(db), cohorts: await readCohortRows(db, at, config) };
+  if (isDeepStrictEqual(state.config, config)) {
+    if (at === state.watermark) return { asOf: at, customers: await readCustomerRows(db), cohorts: await readCohortRows(db, at, config) };
+    const histories = await readCustomerHistories(db);
+    if (histories !== null) return projectHistoriesAsOf(histories, at, config);
   }
   const { inputs } = groupByCustomer(await recordedTouchpoints(db));
   return projectAsOf(inputs, at, config);

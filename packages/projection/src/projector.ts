@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { TOUCHPOINT_RECORDED, type LifecycleConfig, type LifecycleEvent, type Touchpoint, type TouchpointOf } from '@lifecycle/contracts';
-import { CohortCells, linksEarlier, timed } from '@lifecycle/domain';
+import { CohortCells, PeriodCalendar, linksEarlier, timed } from '@lifecycle/domain';
 import { sqlEventStore, type RecordedEvent, type SqlEventStore } from '@lifecycle/eventstore';
 import {
   READ_MODEL_TABLES,
@@ -135,7 +135,13 @@ async function lockVisitors(sql: SqlExecutor, anonymousIds: readonly string[]): 
 }
 
 /** The states of `ids`, read from the store for those not held (empty for a new customer). */
-async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedState, ids: Iterable<string>): Promise<Map<string, CustomerState>> {
+async function statesOf(
+  sql: SqlExecutor,
+  store: SqlEventStore,
+  keyed: KeyedState,
+  ids: Iterable<string>,
+  config: LifecycleConfig,
+): Promise<Map<string, CustomerState>> {
   const states = new Map<string, CustomerState>();
   const missing: string[] = [];
   for (const id of ids) {
@@ -144,7 +150,7 @@ async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedStat
     else states.set(id, state);
   }
   if (missing.length === 0) return states;
-  const rows = await loadCustomers(sql, missing);
+  const rows = await loadCustomers(sql, missing, PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone));
   const streams = await store.readStreams(missing.map(customerStream));
   for (const customerId of missing) {
     const events = streams.get(customerStream(customerId)) ?? [];
@@ -238,7 +244,7 @@ export async function projectBatch(
   // Churn happens when nothing happens: customers whose deadline the watermark passed.
   for (const id of await customersDueBy(sql, watermark, owned(ownership))) affected.add(id);
 
-  const states = await statesOf(sql, store, keyed, affected);
+  const states = await statesOf(sql, store, keyed, affected, config);
   const visitorRevisions = await store.lastRevisions([...new Set(impressions.map(streamOf))]);
   const recorded: RecordedEvent[] = [];
   for (const t of fresh) {
@@ -320,7 +326,7 @@ export async function advanceWatermark(
   if (ownership.topic !== null) await shareOut(sql, ownership, keyed, new Set(), affected);
   if (affected.size === 0 && watermark === state.watermark) return { stageChanges: [], corrections: 0 };
   const store = sqlEventStore(sql);
-  const states = await statesOf(sql, store, keyed, affected);
+  const states = await statesOf(sql, store, keyed, affected, config);
   const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], watermark, config, new Map(), (id) => states.get(id)!.stored?.ownerPartition ?? null);
   await finish(sql, state.config, config, folded, ownership.topic === null ? [undefined] : ownership.partitions.map((p) => watermarkScope(ownership, p)));
   return written;
@@ -411,7 +417,7 @@ export async function replay(
     const all = [...customers.keys()];
     for (let i = 0; i < all.length; i += REPLAY_CHUNK) {
       const chunk = all.slice(i, i + REPLAY_CHUNK);
-      const states = await statesOf(sql, store, new KeyedState(), chunk);
+      const states = await statesOf(sql, store, new KeyedState(), chunk, config);
       stageChanges += (await reproject(sql, store, [...states.values()], watermark, config, new Map(), (id) => customers.get(id) ?? null)).stageChanges.length;
       onProgress?.(i + chunk.length, all.length);
     }

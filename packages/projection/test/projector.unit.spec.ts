@@ -151,4 +151,40 @@ describe('projector on the embedded store', () => {
     const streams = await sqlEventStore(db).readStreams(['customer-a', 'customer-b']);
     for (const stream of streams.values()) expect(stream.filter((e) => e.type === 'CustomerChurned')).toHaveLength(1);
   });
+
+  test('as of any other instant, the export is read from the customers\' histories, not the streams', async () => {
+    await db.transaction((tx) => projectBatch(tx, history, DEFAULT_CONFIG));
+    // 02-05: a has paid once; b's failure of 02-01 is within its grace; c's referral is later.
+    const early = {
+      asOf: Date.parse('2024-02-05T00:00:00Z'),
+      customers: [
+        { ...customerA, stage: 'converted', churnedAt: null, churnReason: null },
+        { ...customerB, stage: 'at_risk', churnedAt: null, churnReason: null, payments: 1, revenue: { USD: 500 } },
+      ],
+      cohorts: [cell(0, '2024-01', { active: 2, revenue: { USD: 1500 } }), cell(1, '2024-02')],
+    };
+    expect(await exportProjection(db, DEFAULT_CONFIG, early.asOf)).toEqual(early);
+    // The streams are not read: with them gone the answer is the same.
+    await db.query("DELETE FROM lifecycle_events WHERE event_type = 'TouchpointRecorded'");
+    expect(await exportProjection(db, DEFAULT_CONFIG, early.asOf)).toEqual(early);
+  });
+
+  test('after the latest touchpoint, the churns that have come due by then are in the export', async () => {
+    // Up to b's renewal on 02-10: a's churn (03-03) is still ahead of the watermark.
+    await db.transaction((tx) => projectBatch(tx, history.filter((t) => t.id !== 'x1'), DEFAULT_CONFIG));
+    const later = {
+      asOf: Date.parse('2024-03-15T00:00:00Z'),
+      customers: [customerA, { ...customerB, stage: 'retained', churnedAt: null, churnReason: null }],
+      cohorts: [cohorts[0], cohorts[1], cohorts[2]],
+    };
+    expect(await exportProjection(db, DEFAULT_CONFIG, later.asOf)).toEqual(later);
+  });
+
+  test('a customer row without a history (written by an older version) makes the as-of export fold the streams', async () => {
+    await db.transaction((tx) => projectBatch(tx, history, DEFAULT_CONFIG));
+    const asOf = Date.parse('2024-03-15T00:00:00Z');
+    const fromHistories = await exportProjection(db, DEFAULT_CONFIG, asOf);
+    await db.query("UPDATE customers SET history = NULL, cohort_facts = '{}' WHERE customer_id = 'a'");
+    expect(await exportProjection(db, DEFAULT_CONFIG, asOf)).toEqual(fromHistories);
+  });
 });

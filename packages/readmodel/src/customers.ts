@@ -1,10 +1,13 @@
 import type { CustomerRow, Stage, ChurnReason } from '@lifecycle/contracts';
-import type { CohortFacts } from '@lifecycle/domain';
+import { recordedCohortFacts, type CohortFacts, type CustomerHistory, type PeriodCalendar } from '@lifecycle/domain';
 import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
 
 /** A customer as the projection keeps it: its export row and what the next batch needs. */
 export interface StoredCustomer {
   row: CustomerRow;
+  /** Its timed facts (null only in a row written before they were kept). */
+  history: CustomerHistory | null;
+  /** What it adds to the cohort cells (follows from the history). */
   cohortFacts: CohortFacts | null;
   nextDeadline: number | null;
   /** The partition of the by-customer topic that owns the customer; null in the embedded store. */
@@ -26,6 +29,7 @@ interface CustomerRecord {
   revenue: Record<string, number>;
   next_deadline: number | string | null;
   cohort_facts: CohortFacts | null;
+  history: CustomerHistory | null;
   owner_partition: number | null;
 }
 
@@ -63,10 +67,11 @@ const COLUMNS = {
   revenue: 'jsonb',
   next_deadline: 'bigint',
   cohort_facts: 'jsonb',
+  history: 'jsonb',
   owner_partition: 'integer',
 } as const;
 
-export async function loadCustomers(sql: SqlExecutor, ids: readonly string[]): Promise<Map<string, StoredCustomer>> {
+export async function loadCustomers(sql: SqlExecutor, ids: readonly string[], calendar: PeriodCalendar): Promise<Map<string, StoredCustomer>> {
   const found = new Map<string, StoredCustomer>();
   if (ids.length === 0) return found;
   const records = await sql.query<CustomerRecord>(
@@ -76,7 +81,8 @@ export async function loadCustomers(sql: SqlExecutor, ids: readonly string[]): P
   for (const r of records) {
     found.set(r.customer_id, {
       row: toCustomerRow(r),
-      cohortFacts: r.cohort_facts,
+      history: r.history,
+      cohortFacts: r.history === null ? r.cohort_facts : recordedCohortFacts(r.history, calendar),
       nextDeadline: r.next_deadline === null ? null : Number(r.next_deadline),
       ownerPartition: r.owner_partition,
     });
@@ -107,7 +113,7 @@ export async function ownerPartitions(sql: SqlExecutor, ids: readonly string[]):
 }
 
 export async function saveCustomers(sql: SqlExecutor, customers: readonly StoredCustomer[]): Promise<void> {
-  const records = customers.map(({ row, cohortFacts, nextDeadline, ownerPartition }) => ({
+  const records = customers.map(({ row, history, nextDeadline, ownerPartition }) => ({
     customer_id: row.customerId,
     stage: row.stage,
     acquired_at: row.acquiredAt,
@@ -121,7 +127,8 @@ export async function saveCustomers(sql: SqlExecutor, customers: readonly Stored
     referrals: row.referrals,
     revenue: row.revenue,
     next_deadline: nextDeadline,
-    cohort_facts: cohortFacts,
+    cohort_facts: null,
+    history,
     owner_partition: ownerPartition,
   }));
   const updates = Object.keys(COLUMNS)
@@ -136,6 +143,20 @@ export async function saveCustomers(sql: SqlExecutor, customers: readonly Stored
 export async function readCustomerRows(sql: SqlExecutor): Promise<CustomerRow[]> {
   const records = await sql.query<CustomerRecord>(`SELECT ${Object.keys(COLUMNS).join(', ')} FROM customers`);
   return records.map(toCustomerRow).sort((a, b) => (a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : 0));
+}
+
+/**
+ * Every customer's history, sorted by customerId; null while a row written before histories were
+ * kept is left (its history is only in its stream).
+ */
+export async function readCustomerHistories(sql: SqlExecutor): Promise<{ customerId: string; history: CustomerHistory }[] | null> {
+  const records = await sql.query<{ customer_id: string; history: CustomerHistory | null }>('SELECT customer_id, history FROM customers');
+  const histories: { customerId: string; history: CustomerHistory }[] = [];
+  for (const r of records) {
+    if (r.history === null) return null;
+    histories.push({ customerId: r.customer_id, history: r.history });
+  }
+  return histories.sort((a, b) => (a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : 0));
 }
 
 export async function readCustomerRow(sql: SqlExecutor, customerId: string): Promise<CustomerRow | null> {

@@ -4,6 +4,7 @@ export {
   customersDueBy,
   loadCustomers,
   ownerPartitions,
+  readCustomerHistories,
   readCustomerRow,
   readCustomerRows,
   saveCustomers,

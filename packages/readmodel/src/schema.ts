@@ -105,6 +105,13 @@ export const readModelMigrations: readonly Migration[] = [
               GROUP BY key) sums
       $$;`,
   },
+  {
+    // An export as of any instant reads each customer's history instead of folding its stream.
+    // Rows written before this migration keep their cohort_facts (and no history) until they are
+    // re-projected; exports fold the streams while any is left (`replay` re-projects them all).
+    id: '0105_customer_history',
+    sql: `ALTER TABLE customers ADD COLUMN history jsonb;`,
+  },
 ];
 
 /** Tables rebuilt by `replay` (the event streams stay). */

@@ -1,0 +1,88 @@
+import fc from 'fast-check';
+import { parseLifecycleConfig, type Touchpoint } from '@lifecycle/contracts';
+import { PeriodCalendar, cohortFactsAsOf, foldCustomer, rowAsOf, timed, type CustomerInput } from '@lifecycle/domain';
+
+// A customer's history, taken at the latest instant it knows, must give at every earlier (and
+// later) instant exactly what folding its touchpoints up to that instant gives: this is what
+// lets an as-of export skip the touchpoints.
+
+const DAY = 86_400_000;
+const BASE = Date.parse('2024-01-29T22:00:00Z');
+
+/** Instants on a coarse grid (so that touchpoints, deadlines and period boundaries collide) or anywhere. */
+const instant = fc.oneof(
+  fc.integer({ min: 0, max: 40 }).map((d) => BASE + d * DAY),
+  fc.integer({ min: 0, max: 40 * DAY }).map((ms) => BASE + ms),
+);
+const channel = fc.constantFrom('search', 'social', 'video');
+const money = fc.record({ amountMinor: fc.integer({ min: 0, max: 5000 }), currency: fc.constantFrom('USD', 'EUR') });
+
+const ownTouchpoint = fc.oneof(
+  fc.record({ type: fc.constant('ad_impression'), at: instant, channel }),
+  fc.record({ type: fc.constant('registration'), at: instant, channel: fc.option(channel), referred: fc.boolean() }),
+  fc.record({ type: fc.constantFrom('purchase', 'renewal'), at: instant, amount: money }),
+  fc.record({ type: fc.constantFrom('payment_failure', 'referral'), at: instant }),
+);
+const linkedImpression = fc.record({ at: instant, channel, linkAt: instant });
+
+type Own = { type: string; at: number; channel?: string | null; referred?: boolean; amount?: { amountMinor: number; currency: string } };
+
+function touchpoint(own: Own, i: number): Touchpoint {
+  const base = { id: `t${String(i).padStart(3, '0')}`, occurredAt: new Date(own.at).toISOString(), customerId: 'c' };
+  switch (own.type) {
+    case 'ad_impression':
+      return { ...base, type: 'ad_impression', properties: { channel: own.channel! } } as Touchpoint;
+    case 'registration':
+      return {
+        ...base,
+        type: 'registration',
+        properties: { ...(own.channel ? { channel: own.channel } : {}), ...(own.referred ? { referredBy: 'r' } : {}) },
+      } as Touchpoint;
+    case 'purchase':
+    case 'renewal':
+      return { ...base, type: own.type, properties: { amount: own.amount! } } as Touchpoint;
+    default:
+      return { ...base, type: own.type, properties: {} } as Touchpoint;
+  }
+}
+
+const settings = fc.record({
+  churn: fc.record({ paymentGraceDays: fc.integer({ min: 1, max: 5 }), inactivityDays: fc.integer({ min: 2, max: 12 }) }),
+  loyalty: fc.record({ minPayments: fc.integer({ min: 2, max: 5 }) }),
+  cohort: fc.record({ granularity: fc.constantFrom('month', 'week', 'day'), timeZone: fc.constantFrom('UTC', 'America/New_York', 'Asia/Kolkata') }),
+});
+
+describe('a customer history as of any instant (SPEC §3–§5, §7 as-of)', () => {
+  test('gives the row and cohort facts that folding up to that instant gives', () => {
+    fc.assert(
+      fc.property(settings, fc.array(ownTouchpoint, { minLength: 1, maxLength: 14 }), fc.array(linkedImpression, { maxLength: 4 }), (raw, own, linked) => {
+        const config = parseLifecycleConfig(raw);
+        const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
+        const input: CustomerInput = {
+          customerId: 'c',
+          touchpoints: own.map((o, i) => timed(touchpoint(o, i))),
+          linkedImpressions: linked.map((l, i) => ({
+            impression: timed({ id: `v${i}`, type: 'ad_impression', occurredAt: new Date(l.at).toISOString(), anonymousId: 'v', properties: { channel: l.channel } } as Touchpoint),
+            linkAt: l.linkAt,
+          })),
+        };
+        const latest = Math.max(...own.map((o) => o.at), ...linked.map((l) => Math.max(l.at, l.linkAt)));
+        const { history } = foldCustomer(input, latest, config, { timeline: false });
+        const deadlines = [...history.churns.map(([at]) => at), ...(history.pending ? [history.pending[0]] : [])];
+        const instants = [...own.map((o) => o.at), ...linked.flatMap((l) => [l.at, l.linkAt]), ...deadlines].flatMap((at) => [at - 1, at, at + 1]);
+        for (const asOf of [...instants, latest + 400 * DAY]) {
+          // SPEC §3: as of T, only what had happened by T (touchpoints, and links by registrations) counts.
+          const known: CustomerInput = {
+            customerId: 'c',
+            touchpoints: input.touchpoints.filter((t) => t.at <= asOf),
+            linkedImpressions: input.linkedImpressions!.filter((l) => l.impression.at <= asOf && l.linkAt <= asOf),
+          };
+          const folded = known.touchpoints.length > 0 ? foldCustomer(known, asOf, config, { timeline: false }) : null;
+          expect({ asOf, row: rowAsOf('c', history, asOf, calendar) }).toEqual({ asOf, row: folded?.row ?? null });
+          if (folded) expect({ asOf, facts: cohortFactsAsOf(history, asOf, calendar) }).toEqual({ asOf, facts: folded.cohortFacts });
+        }
+      }),
+      { seed: 20261130, numRuns: 400 },
+    );
+  });
+});
