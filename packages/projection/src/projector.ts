@@ -6,6 +6,7 @@ import { sqlEventStore, type RecordedEvent, type SqlEventStore } from '@lifecycl
 import {
   READ_MODEL_TABLES,
   applyCohortDelta,
+  assertNoProjectors,
   customersDueBy,
   linksOfCustomers,
   loadCustomers,
@@ -196,6 +197,7 @@ export async function projectBatch(
   ownership: Ownership = EMBEDDED,
   partition = 0,
 ): Promise<BatchOutcome> {
+  if (ownership.topic === null) await assertNoProjectors(sql);
   const state = await loadProjectionState(sql);
   assertSameConfig(state.config, config);
   keyed.follow(state.generation);
@@ -317,6 +319,7 @@ export async function advanceWatermark(
   keyed = new KeyedState(),
   ownership: Ownership = EMBEDDED,
 ): Promise<Pick<BatchOutcome, 'stageChanges' | 'corrections'>> {
+  if (ownership.topic === null) await assertNoProjectors(sql);
   const state = await loadProjectionState(sql);
   assertSameConfig(state.config, config);
   keyed.follow(state.generation);

@@ -3,8 +3,8 @@ import { DEFAULT_CONFIG, type Touchpoint } from '@lifecycle/contracts';
 import { groupByCustomer, projectAsOf } from '@lifecycle/domain';
 import { ConcurrencyError } from '@lifecycle/eventstore';
 import { generateTouchpoints } from '@lifecycle/generator';
-import { advanceWatermark, exportProjection, KeyedState, openLifecycleStore, projectBatch, replay, type Ownership } from '@lifecycle/projection';
-import { assertClaims, FencedError, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
+import { advanceWatermark, exportProjection, ingestLines, KeyedState, openLifecycleStore, projectBatch, replay, type Ownership } from '@lifecycle/projection';
+import { assertClaims, FencedError, MixedWritersError, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
 import { createTestDatabase } from '../../../test/support/postgres.js';
 
@@ -199,5 +199,31 @@ describe('projector instances own the customers of their partitions (PostgreSQL)
     // The successor goes on from the offset the zombie committed before it lost the partition.
     await successor.project(0, second, 80);
     expect(await count()).toBeGreaterThan(eventsBefore);
+  }, 60_000);
+
+  test('an embedded-style writer and projector instances are never let into one database', async () => {
+    const batch = [...generateTouchpoints({ customers: 20, seed: 5, months: 3 })];
+    const count = async (db: SqlDatabase) => Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM lifecycle_events'))[0]!.n);
+
+    // A database of projectors: `ingest --database` (the embedded ownership) is refused, nothing written.
+    const instance = new Instance(await connect('projector'));
+    await instance.claim([0, 1]);
+    await instance.project(0, batch.filter((t) => partitionOf(t) === 0), 10);
+    const before = await count(instance.db);
+    const ingest = await connect('ingest');
+    await expect(ingestLines(ingest, batch.map((t) => Buffer.from(JSON.stringify(t))), { config: DEFAULT_CONFIG })).rejects.toThrow(
+      /written by Kafka projectors \(group lifecycle-projector.touchpoints, topic touchpoints.by-customer\).*lifecycle produce/,
+    );
+    await expect(ingest.transaction((tx) => advanceWatermark(tx, Date.now(), DEFAULT_CONFIG))).rejects.toBeInstanceOf(MixedWritersError);
+    expect(await count(instance.db)).toBe(before);
+
+    // A database that `ingest --database` wrote to: no instance claims partitions in it.
+    await drop();
+    ({ url, drop } = await createTestDatabase());
+    const embedded = await connect('embedded');
+    await ingestLines(embedded, batch.map((t) => Buffer.from(JSON.stringify(t))), { config: DEFAULT_CONFIG });
+    const latecomer = new Instance(await connect('latecomer'));
+    await expect(latecomer.claim([0])).rejects.toThrow(/holds customers written without Kafka .*project into a database of its own/);
+    expect(await embedded.query('SELECT * FROM consumer_offsets')).toEqual([]);
   }, 60_000);
 });

@@ -111,6 +111,44 @@ export class FencedError extends Error {
   override readonly name = 'FencedError';
 }
 
+/** An embedded-style writer and Kafka projectors on one database: nothing would fence one from the other. */
+export class MixedWritersError extends Error {
+  override readonly name = 'MixedWritersError';
+}
+
+// Taken shared by every transaction of an embedded-style writer and exclusively by a projector
+// claiming partitions: whichever of the two comes second sees what the first committed.
+const WRITERS_LOCK = 7_140_512_201;
+
+/**
+ * Refuses an embedded-style write (`ingest --database`, all customers and no partition) to a
+ * database that Kafka projectors write to: they own their partitions' customers, and nothing
+ * fences such a writer from them. Checked in each of its transactions.
+ */
+export async function assertNoProjectors(sql: SqlExecutor): Promise<void> {
+  await sql.query('SELECT pg_advisory_xact_lock_shared($1)', [WRITERS_LOCK]);
+  const [claim] = await sql.query<{ group_id: string; topic: string }>('SELECT group_id, topic FROM consumer_offsets LIMIT 1');
+  if (claim !== undefined) {
+    throw new MixedWritersError(
+      `this database is written by Kafka projectors (group ${claim.group_id}, topic ${claim.topic}); a writer of its own ` +
+        '(`ingest --database`) would write customers that no projector owns, with nothing to keep the two apart: ' +
+        'send the lines through Kafka (`lifecycle produce`), or ingest into a database of its own',
+    );
+  }
+}
+
+/** The other side of `assertNoProjectors`: refuses to claim partitions in a database an embedded-style writer wrote customers to. */
+export async function assertNoEmbeddedWriters(sql: SqlExecutor): Promise<void> {
+  await sql.query('SELECT pg_advisory_xact_lock($1)', [WRITERS_LOCK]);
+  const [customer] = await sql.query<{ customer_id: string }>('SELECT customer_id FROM customers WHERE owner_partition IS NULL LIMIT 1');
+  if (customer !== undefined) {
+    throw new MixedWritersError(
+      `this database holds customers written without Kafka (\`ingest --database\`), ${JSON.stringify(customer.customer_id)} among them, ` +
+        'which no projector instance would own: project into a database of its own',
+    );
+  }
+}
+
 /**
  * Claims partitions for a new owner: each one's epoch moves up by one, so that the previous
  * owner, should it still run, can no longer commit (`assertClaims`). Waits for a transaction of
@@ -118,6 +156,7 @@ export class FencedError extends Error {
  */
 export async function takePartitions(sql: SqlExecutor, groupId: string, topic: string, partitions: readonly number[]): Promise<PartitionClaim[]> {
   if (partitions.length === 0) return [];
+  await assertNoEmbeddedWriters(sql);
   // In partition order: two new owners claiming overlapping sets cannot deadlock.
   const rows = await sql.query<{ partition: number; epoch: number }>(
     `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, epoch)

@@ -29,7 +29,7 @@ interface CustomerRecord {
   revenue: Record<string, number>;
   next_deadline: number | string | null;
   cohort_facts: CohortFacts | null;
-  history: CustomerHistory | null;
+  history: string | null;
   owner_partition: number | null;
 }
 
@@ -67,7 +67,7 @@ const COLUMNS = {
   revenue: 'jsonb',
   next_deadline: 'bigint',
   cohort_facts: 'jsonb',
-  history: 'jsonb',
+  history: 'text',
   owner_partition: 'integer',
 } as const;
 
@@ -79,10 +79,11 @@ export async function loadCustomers(sql: SqlExecutor, ids: readonly string[], ca
     [ids],
   );
   for (const r of records) {
+    const history = r.history === null ? null : (JSON.parse(r.history) as CustomerHistory);
     found.set(r.customer_id, {
       row: toCustomerRow(r),
-      history: r.history,
-      cohortFacts: r.history === null ? r.cohort_facts : recordedCohortFacts(r.history, calendar),
+      history,
+      cohortFacts: history === null ? r.cohort_facts : recordedCohortFacts(history, calendar),
       nextDeadline: r.next_deadline === null ? null : Number(r.next_deadline),
       ownerPartition: r.owner_partition,
     });
@@ -128,7 +129,7 @@ export async function saveCustomers(sql: SqlExecutor, customers: readonly Stored
     revenue: row.revenue,
     next_deadline: nextDeadline,
     cohort_facts: null,
-    history,
+    history: history === null ? null : JSON.stringify(history),
     owner_partition: ownerPartition,
   }));
   const updates = Object.keys(COLUMNS)
@@ -150,11 +151,11 @@ export async function readCustomerRows(sql: SqlExecutor): Promise<CustomerRow[]>
  * kept is left (its history is only in its stream).
  */
 export async function readCustomerHistories(sql: SqlExecutor): Promise<{ customerId: string; history: CustomerHistory }[] | null> {
-  const records = await sql.query<{ customer_id: string; history: CustomerHistory | null }>('SELECT customer_id, history FROM customers');
+  const records = await sql.query<{ customer_id: string; history: string | null }>('SELECT customer_id, history FROM customers');
   const histories: { customerId: string; history: CustomerHistory }[] = [];
   for (const r of records) {
     if (r.history === null) return null;
-    histories.push({ customerId: r.customer_id, history: r.history });
+    histories.push({ customerId: r.customer_id, history: JSON.parse(r.history) as CustomerHistory });
   }
   return histories.sort((a, b) => (a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : 0));
 }

@@ -14,11 +14,14 @@ export { applyCohortDelta, readCohortRows } from './cohort-cells.js';
 export { churnRatesAtWatermark, rollingChurnRate, saveStageChanges, type StageHistoryChange } from './stage-changes.js';
 export {
   assertClaims,
+  assertNoEmbeddedWriters,
+  assertNoProjectors,
   FencedError,
   linksOfCustomers,
   loadConsumerOffsets,
   loadProjectionState,
   loadVisitorLinks,
+  MixedWritersError,
   nudgeCustomers,
   saveConfig,
   saveConsumerOffsets,

@@ -109,8 +109,10 @@ export const readModelMigrations: readonly Migration[] = [
     // An export as of any instant reads each customer's history instead of folding its stream.
     // Rows written before this migration keep their cohort_facts (and no history) until they are
     // re-projected; exports fold the streams while any is left (`replay` re-projects them all).
+    // JSON as text, not jsonb: nothing queries inside it, and a text column is read and written
+    // without conversion (an as-of export reads every customer's).
     id: '0105_customer_history',
-    sql: `ALTER TABLE customers ADD COLUMN history jsonb;`,
+    sql: `ALTER TABLE customers ADD COLUMN history text;`,
   },
 ];
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigMismatchError, enableTestFaults, type CrashPoint } from '@lifecycle/projection';
+import { MixedWritersError } from '@lifecycle/readmodel';
 import { DirectoryInUseError } from '@lifecycle/sql';
 import { exportCommand, type ExportKind } from './commands/export.js';
 import { generateCommand } from './commands/generate.js';
@@ -314,7 +315,7 @@ try {
     // Commander has already written its message (and the help): --help and `help` are exit code 0,
     // everything else it throws is a usage error.
     process.exitCode = error.exitCode === 0 ? 0 : 2;
-  } else if (error instanceof UsageError || error instanceof ConfigMismatchError || error instanceof DirectoryInUseError) {
+  } else if (error instanceof UsageError || error instanceof ConfigMismatchError || error instanceof MixedWritersError || error instanceof DirectoryInUseError) {
     process.stderr.write(`lifecycle: ${error.message}\n`);
     process.exitCode = 2;
   } else {

@@ -3,7 +3,7 @@ import type { LifecycleConfig } from '@lifecycle/contracts';
 import { createKafka, ensureLifecycleTopics, ProjectorService, topicsFor } from '@lifecycle/kafka';
 import { LifecycleMetrics, createRegistry, startOpsServer, untilSignal } from '@lifecycle/observability';
 import { assertStoreConfig, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
-import { churnRatesAtWatermark, countCustomersByStage, loadProjectionState } from '@lifecycle/readmodel';
+import { assertNoEmbeddedWriters, churnRatesAtWatermark, countCustomersByStage, loadProjectionState } from '@lifecycle/readmodel';
 import type { Logger } from 'pino';
 
 export interface ProjectorOptions {
@@ -38,6 +38,7 @@ export async function runProjector(options: ProjectorOptions, logger: Logger): P
   const db = await openLifecycleStore(options.location);
   try {
     await assertStoreConfig(db, options.config);
+    await db.transaction(assertNoEmbeddedWriters);
   } catch (error) {
     await db.close();
     throw error;
