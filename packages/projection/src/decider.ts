@@ -1,8 +1,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { LifecycleConfig, LifecycleEvent } from '@lifecycle/contracts';
-import { CohortCells, foldCustomer, historyChange } from '@lifecycle/domain';
+import { foldCustomer, historyChange } from '@lifecycle/domain';
 import type { RecordedEvent } from '@lifecycle/eventstore';
-import type { StageHistoryChange, StoredCustomer } from '@lifecycle/readmodel';
+import type { CustomerChange, StageHistoryChange, StoredCustomer } from '@lifecycle/readmodel';
 import type { CustomerState } from './keyed-state.js';
 import { customerStream, lifecycleEvents } from './streams.js';
 
@@ -14,17 +14,15 @@ export interface Decision {
   readonly appended: readonly LifecycleEvent[];
   /** A late touchpoint changed its recorded history. */
   readonly corrected: boolean;
-  /** Its new row, when anything in it changed. */
-  readonly row: StoredCustomer | undefined;
-  /** Its stage history from where it changed, when it did. */
-  readonly history: StageHistoryChange | undefined;
+  /** What changed of it for the read models, if anything did. */
+  readonly change: CustomerChange | undefined;
 }
 
 /**
  * The pure core of the projection: a customer's state (its touchpoints, the impressions of the
- * visitors it owns, its recorded lifecycle and row) as of T → the lifecycle events to append,
- * its row and stage history, and its change of the cohort cells (added to `delta`). Updates the
- * state to what it will be once the writes are committed.
+ * visitors it owns, its recorded lifecycle and row) as of T → the lifecycle events to append and
+ * what changed of it for the read models (its row, history and stage history, before and after).
+ * Updates the state to what it will be once the writes are committed.
  */
 export function decide(
   state: CustomerState,
@@ -32,7 +30,6 @@ export function decide(
   config: LifecycleConfig,
   causedBy: readonly string[],
   ownerPartition: number | null,
-  delta: CohortCells,
 ): Decision {
   const snapshot = foldCustomer({ customerId: state.customerId, touchpoints: state.touchpoints, linkedImpressions: state.linked ?? [] }, watermark, config);
   const change = historyChange(state.lifecycle, snapshot.timeline);
@@ -50,16 +47,12 @@ export function decide(
   }
   const stored = state.stored;
   // A customer without a row is new or being replayed: no stage history of it is recorded either.
-  const history: StageHistoryChange | undefined =
+  const stageHistory: StageHistoryChange | undefined =
     stored === undefined
       ? { from: 0, changes: snapshot.timeline, replaces: false }
       : events.length > 0
         ? { from: state.lifecycle.length - change.append.length, changes: change.append, replaces: change.retract.length > 0 }
         : undefined;
-  if (!isDeepStrictEqual(stored?.cohortFacts ?? null, snapshot.cohortFacts)) {
-    if (stored?.cohortFacts) delta.addCustomer(stored.cohortFacts, -1);
-    if (snapshot.cohortFacts) delta.addCustomer(snapshot.cohortFacts);
-  }
   const next: StoredCustomer = {
     row: snapshot.row,
     history: snapshot.history,
@@ -67,7 +60,12 @@ export function decide(
     nextDeadline: snapshot.nextDeadline,
     ownerPartition,
   };
-  const row = isDeepStrictEqual(stored, next) ? undefined : next;
+  const rowChanged = !isDeepStrictEqual(stored, next);
   state.stored = next;
-  return { events, appended: change.append, corrected: change.retract.length > 0, row, history };
+  return {
+    events,
+    appended: change.append,
+    corrected: change.retract.length > 0,
+    change: rowChanged || stageHistory !== undefined ? { before: stored, after: next, rowChanged, stageHistory } : undefined,
+  };
 }

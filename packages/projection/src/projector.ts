@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { TOUCHPOINT_RECORDED, type LifecycleConfig, type LifecycleEvent, type Touchpoint, type TouchpointOf } from '@lifecycle/contracts';
-import { CohortCells, PeriodCalendar, linksEarlier, timed } from '@lifecycle/domain';
+import { PeriodCalendar, linksEarlier, timed } from '@lifecycle/domain';
 import { sqlEventStore, type RecordedEvent, type SqlEventStore } from '@lifecycle/eventstore';
 import {
   READ_MODEL_TABLES,
-  applyCohortDelta,
+  READ_MODELS,
   assertNoProjectors,
   customersDueBy,
   linksOfCustomers,
@@ -15,14 +15,11 @@ import {
   nudgeCustomers,
   ownerPartitions,
   saveConfig,
-  saveCustomers,
   saveGeneration,
-  saveStageChanges,
   saveVisitorLinks,
   saveWatermark,
   takeNudges,
-  type StageHistoryChange,
-  type StoredCustomer,
+  type CustomerChange,
   type VisitorLink,
 } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
@@ -353,25 +350,20 @@ async function reproject(
   // (visitors' impressions are another partition's): T is at least every event folded, or a
   // customer would be folded without an impression that nothing would make it fold again.
   for (const state of states) for (const { impression } of state.linked!) watermark = Math.max(watermark, impression.at);
-  const delta = new CohortCells();
   const events: RecordedEvent[] = [];
-  const rows: StoredCustomer[] = [];
-  const histories = new Map<string, StageHistoryChange>();
+  const customers: CustomerChange[] = [];
   const stageChanges: LifecycleEvent[] = [];
   let corrections = 0;
   for (const state of states) {
     if (state.touchpoints.length === 0) continue;
-    const decision = decide(state, watermark, config, causedBy.get(state.customerId) ?? [], ownerOf(state.customerId), delta);
+    const decision = decide(state, watermark, config, causedBy.get(state.customerId) ?? [], ownerOf(state.customerId));
     events.push(...decision.events);
     stageChanges.push(...decision.appended);
     if (decision.corrected) corrections += 1;
-    if (decision.row) rows.push(decision.row);
-    if (decision.history) histories.set(state.customerId, decision.history);
+    if (decision.change) customers.push(decision.change);
   }
   await store.insert(events);
-  await saveCustomers(sql, rows);
-  await saveStageChanges(sql, histories);
-  await applyCohortDelta(sql, delta, config);
+  for (const readModel of READ_MODELS) await readModel.write(sql, { customers }, config);
   return { stageChanges, corrections, watermark };
 }
 

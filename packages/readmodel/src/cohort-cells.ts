@@ -1,6 +1,8 @@
 import type { CohortRow, LifecycleConfig } from '@lifecycle/contracts';
 import { CohortCells, PeriodCalendar, cohortRowsFromCells, type CohortCell } from '@lifecycle/domain';
+import { isDeepStrictEqual } from 'node:util';
 import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
+import type { ProjectedChanges, ReadModel } from './read-model.js';
 
 interface CellRecord {
   cohort_period: number;
@@ -39,11 +41,27 @@ const ADD =
   [...COUNTS.map((c) => `${c} = cohort_cells.${c} + EXCLUDED.${c}`), ...AMOUNTS.map((c) => `${c} = lifecycle_add_amounts(cohort_cells.${c}, EXCLUDED.${c})`)].join(', ');
 
 /**
- * Adds a delta (new contributions minus old ones) to the stored cells, in SQL: instances that
+ * `cohort_cells`: what the customers contribute to each cohort × period (SPEC §4), followed by
+ * adding each re-folded customer's new contribution minus its old one, in SQL: instances that
  * change customers of one cohort at once each add their own part, none overwrites another's.
- * Cells are written in key order, so two such transactions cannot deadlock on them.
  */
-export async function applyCohortDelta(sql: SqlExecutor, delta: CohortCells, config: LifecycleConfig): Promise<void> {
+export const cohortCellsReadModel: ReadModel = {
+  tables: ['cohort_cells'],
+  write: (sql, changes, config) => applyCohortDelta(sql, cohortDelta(changes), config),
+};
+
+function cohortDelta(changes: ProjectedChanges): CohortCells {
+  const delta = new CohortCells();
+  for (const { before, after, rowChanged } of changes.customers) {
+    if (!rowChanged || isDeepStrictEqual(before?.cohortFacts ?? null, after.cohortFacts)) continue;
+    if (before?.cohortFacts) delta.addCustomer(before.cohortFacts, -1);
+    if (after.cohortFacts) delta.addCustomer(after.cohortFacts);
+  }
+  return delta;
+}
+
+/** Cells are written in key order, so two such transactions cannot deadlock on them. */
+async function applyCohortDelta(sql: SqlExecutor, delta: CohortCells, config: LifecycleConfig): Promise<void> {
   if (delta.cells.size === 0) return;
   const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
   const records = [...delta.cells.values()]

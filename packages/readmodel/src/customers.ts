@@ -1,6 +1,7 @@
 import type { CustomerRow, Stage, ChurnReason } from '@lifecycle/contracts';
 import { recordedCohortFacts, type CohortFacts, type CustomerHistory, type PeriodCalendar } from '@lifecycle/domain';
 import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
+import type { ReadModel } from './read-model.js';
 
 /** A customer as the projection keeps it: its export row and what the next batch needs. */
 export interface StoredCustomer {
@@ -113,7 +114,7 @@ export async function ownerPartitions(sql: SqlExecutor, ids: readonly string[]):
   return new Map(rows.map((r) => [r.customer_id, r.owner_partition]));
 }
 
-export async function saveCustomers(sql: SqlExecutor, customers: readonly StoredCustomer[]): Promise<void> {
+async function saveCustomers(sql: SqlExecutor, customers: readonly StoredCustomer[]): Promise<void> {
   const records = customers.map(({ row, history, nextDeadline, ownerPartition }) => ({
     customer_id: row.customerId,
     stage: row.stage,
@@ -139,6 +140,12 @@ export async function saveCustomers(sql: SqlExecutor, customers: readonly Stored
     .join(', ');
   await bulkInsert(sql, 'customers', COLUMNS, records, `ON CONFLICT (customer_id) DO UPDATE SET ${updates}`);
 }
+
+/** `customers`: each customer's export row (SPEC §7), its history and the projection's bookkeeping. */
+export const customersReadModel: ReadModel = {
+  tables: ['customers'],
+  write: (sql, changes) => saveCustomers(sql, changes.customers.filter((c) => c.rowChanged).map((c) => c.after)),
+};
 
 /** Every customer row, sorted by customerId as SPEC §7 wants (code-unit order, not a collation). */
 export async function readCustomerRows(sql: SqlExecutor): Promise<CustomerRow[]> {

@@ -1,4 +1,5 @@
-export { READ_MODEL_TABLES, readModelMigrations } from './schema.js';
+export { READ_MODEL_TABLES, READ_MODELS, readModelMigrations } from './schema.js';
+export type { CustomerChange, ProjectedChanges, ReadModel } from './read-model.js';
 export {
   countCustomersByStage,
   customersDueBy,
@@ -7,11 +8,10 @@ export {
   readCustomerHistories,
   readCustomerRow,
   readCustomerRows,
-  saveCustomers,
   type StoredCustomer,
 } from './customers.js';
-export { applyCohortDelta, readCohortRows } from './cohort-cells.js';
-export { churnRatesAtWatermark, rollingChurnRate, saveStageChanges, type StageHistoryChange } from './stage-changes.js';
+export { readCohortRows } from './cohort-cells.js';
+export { churnRatesAtWatermark, rollingChurnRate, type StageHistoryChange } from './stage-changes.js';
 export {
   assertClaims,
   assertNoEmbeddedWriters,

@@ -1,4 +1,8 @@
 import type { Migration } from '@lifecycle/sql';
+import { cohortCellsReadModel } from './cohort-cells.js';
+import { customersReadModel } from './customers.js';
+import type { ReadModel } from './read-model.js';
+import { stageChangesReadModel } from './stage-changes.js';
 
 /**
  * Read models (SPEC §7) and the projection's bookkeeping. Analysts query `customers` and
@@ -116,5 +120,8 @@ export const readModelMigrations: readonly Migration[] = [
   },
 ];
 
-/** Tables rebuilt by `replay` (the event streams stay). */
-export const READ_MODEL_TABLES = ['customers', 'stage_changes', 'cohort_cells', 'customer_nudges', 'visitor_links', 'projection_state'] as const;
+/** The read models the projection keeps, each written in every projector transaction, in this order. */
+export const READ_MODELS: readonly ReadModel[] = [customersReadModel, stageChangesReadModel, cohortCellsReadModel];
+
+/** Tables rebuilt by `replay` (the event streams stay): the read models' and the projection's bookkeeping. */
+export const READ_MODEL_TABLES: readonly string[] = [...READ_MODELS.flatMap((m) => m.tables), 'customer_nudges', 'visitor_links', 'projection_state'];

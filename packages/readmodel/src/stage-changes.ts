@@ -1,6 +1,7 @@
 import type { LifecycleEvent, Stage } from '@lifecycle/contracts';
 import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
 import { loadProjectionState } from './bookkeeping.js';
+import type { ReadModel } from './read-model.js';
 
 const COLUMNS = { customer_id: 'text', seq: 'integer', at: 'bigint', to_stage: 'text' } as const;
 
@@ -12,8 +13,17 @@ export interface StageHistoryChange {
   replaces: boolean;
 }
 
-/** Rewrites the recorded stage histories from where each one changed. */
-export async function saveStageChanges(sql: SqlExecutor, histories: ReadonlyMap<string, StageHistoryChange>): Promise<void> {
+/**
+ * `stage_changes`: each customer's stage history as of the watermark, rewritten from where it
+ * changed, for the rolling churn rate (SPEC §4), which needs the stages at the start of a window.
+ */
+export const stageChangesReadModel: ReadModel = {
+  tables: ['stage_changes'],
+  write: (sql, changes) =>
+    saveStageChanges(sql, new Map(changes.customers.flatMap((c) => (c.stageHistory === undefined ? [] : [[c.after.row.customerId, c.stageHistory] as const])))),
+};
+
+async function saveStageChanges(sql: SqlExecutor, histories: ReadonlyMap<string, StageHistoryChange>): Promise<void> {
   if (histories.size === 0) return;
   const cut = [...histories].filter(([, h]) => h.replaces);
   if (cut.length > 0) {
