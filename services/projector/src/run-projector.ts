@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
 import type { LifecycleConfig } from '@lifecycle/contracts';
-import { createKafka, ensureLifecycleTopics, ProjectorService, topicsFor } from '@lifecycle/kafka';
+import { createKafka, ensureLifecycleTopics, topicsFor } from '@lifecycle/kafka';
 import { LifecycleMetrics, createRegistry, startOpsServer, untilSignal } from '@lifecycle/observability';
 import { assertStoreConfig, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
 import { assertNoEmbeddedWriters, churnRatesAtWatermark, countCustomersByStage, loadProjectionState } from '@lifecycle/readmodel';
 import type { Logger } from 'pino';
+import { ProjectorService } from './projector-service.js';
 
 export interface ProjectorOptions {
   brokers: string[];

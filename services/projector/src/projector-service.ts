@@ -5,8 +5,7 @@ import { ConcurrencyError } from '@lifecycle/eventstore';
 import { advanceWatermark, conflictRejection, crashBeforeCommit, isolatePoison, KeyedState, projectBatch, storeRejection, type BatchOutcome, type Ownership } from '@lifecycle/projection';
 import { assertClaims, FencedError, loadConsumerOffsets, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
-import { createProducer, type Topics } from './client.js';
-import { byteBounded, deadLetterMessage, parseMessage, touchpointMessage } from './touchpoint-messages.js';
+import { byteBounded, createProducer, deadLetterMessage, parseMessage, touchpointMessage, type Topics } from '@lifecycle/kafka';
 
 export interface ProjectorServiceOptions {
   kafka: Kafka;
