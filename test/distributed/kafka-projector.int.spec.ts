@@ -116,4 +116,35 @@ describe('distributed mode: real Kafka broker, two projector processes, PostgreS
       await database.drop();
     }
   }, 240_000);
+
+  test('database connections cut while a projector commits: what it had consumed is fetched again, the export equals the embedded one', async () => {
+    const lines = [...withDeliveryNoise(generateTouchpoints({ customers: 300, seed: 47, months: 8 }), { seed: 47, duplicateRate: 0.05, invalidRate: 0.02, lateRate: 0.05 })];
+    const file = join(dir, 'cut.ndjson');
+    await writeFile(file, lines.join('\n') + '\n');
+    await lifecycle(['ingest', file, '--data-dir', join(dir, 'cut-embedded')]);
+    const expected = (await lifecycle(['export', 'customers', '--data-dir', join(dir, 'cut-embedded')])).stdout;
+    const topic = `touchpoints-${randomBytes(4).toString('hex')}`;
+    const database = await createTestDatabase();
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    try {
+      await lifecycle(['produce', file, '--topic', topic, '--partitions', '4', '--brokers', brokers]);
+      const a = projector('a', topic, database.url, ['--until-idle', '--chunk-size', '20']);
+      const rewound = () => a.stderr().includes('committing the consumed touchpoints failed');
+      // Started (its store opened, its partitions claimed) before the first cut.
+      await waitFor('projector a to commit', async () => (await client.query('SELECT to_regclass($1) IS NOT NULL AS t', ['consumer_offsets'])).rows[0].t && (await client.query('SELECT count(*)::int AS n FROM consumer_offsets WHERE next_offset > 0')).rows[0].n > 0);
+      // Cut every connection of the projector until one of its commits failed on it (the cut
+      // lands inside a transaction sooner or later: most of its time is spent in one).
+      await waitFor('a commit cut off', async () => {
+        await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+        return rewound();
+      }, 60_000, 150);
+      expect(await exitWithin(a, 120_000)).toBe(0);
+      expect((await lifecycle(['export', 'customers', '--database', database.url])).stdout).toBe(expected);
+    } finally {
+      await client.end();
+      await killProjectors();
+      await database.drop();
+    }
+  }, 240_000);
 });

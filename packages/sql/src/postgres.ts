@@ -52,6 +52,12 @@ export async function openPostgres(url: string): Promise<SqlDatabase> {
     description: `PostgreSQL at ${safe.toString()}`,
     async transaction(work) {
       const client = await pool.connect();
+      // The connection lost while the transaction holds it between statements: reported here
+      // (unhandled, the process would end), the next statement fails, and the client is not
+      // returned to the pool.
+      let lost: Error | undefined;
+      const onError = (error: Error) => void (lost ??= error);
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await work(executor(client));
@@ -61,7 +67,8 @@ export async function openPostgres(url: string): Promise<SqlDatabase> {
         await client.query('ROLLBACK').catch(() => undefined);
         throw error;
       } finally {
-        client.release();
+        client.off('error', onError);
+        client.release(lost);
       }
     },
     close: () => pool.end(),

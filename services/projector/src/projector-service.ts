@@ -17,8 +17,10 @@ export interface ProjectorServiceOptions {
   instanceId: string;
   /** Default `lifecycle-projector.<input topic>`: projectors of different topics never share a group. */
   groupId?: string;
-  /** Touchpoints per read-model transaction. */
+  /** At most this many touchpoints per read-model transaction (default 5 000); as many waiting start one at once. */
   chunkSize?: number;
+  /** Touchpoints consumed wait at most this long for their transaction (default 50 ms): the commit interval. */
+  commitIntervalMs?: number;
   /**
    * Churn is a deadline passing with no touchpoint; with no input at all, event time stands
    * still. After this long without input, and with nothing left to consume, T moves to the wall
@@ -34,6 +36,10 @@ export interface ProjectorServiceOptions {
 }
 
 const CONFLICT_RETRIES = 5;
+const DEFAULT_CHUNK_SIZE = 5_000;
+const DEFAULT_COMMIT_INTERVAL_MS = 50;
+/** After a failed commit, the touchpoints are fetched again; this long later, not in a tight loop. */
+const RETRY_AFTER_FAILURE_MS = 1_000;
 /** How often an instance without input re-folds what others nudged it to and catches up with their time. */
 const SETTLE_INTERVAL_MS = 500;
 
@@ -75,6 +81,20 @@ export class ProjectorService {
   private assigned: number[] = [];
   /** One transaction at a time: chunks, settling and the wall clock share the keyed state. */
   private exclusive: Promise<unknown> = Promise.resolve();
+  /**
+   * Write-behind: messages of `…by-customer` consumed (their fetch position moved on) and not
+   * committed yet, by partition, and the offset each partition has been consumed to. The read
+   * models' stored offsets stay the truth: a commit that fails, or a new assignment, drops them
+   * and seeks back to the stored offsets.
+   */
+  private pending = new Map<number, Waiting[]>();
+  /** Counts assignments: what was consumed under an earlier one is fetched again from the claim's offsets. */
+  private assignment = 0;
+  private pendingCount = 0;
+  private consumedTo = new Map<number, number>();
+  private commitTimer: NodeJS.Timeout | undefined;
+  private committing: Promise<void> = Promise.resolve();
+  private retryAfter = 0;
 
   constructor(private readonly options: ProjectorServiceOptions) {
     this.groupId = options.groupId ?? `lifecycle-projector.${options.topics.input}`;
@@ -112,10 +132,12 @@ export class ProjectorService {
     this.settleTimer = setInterval(() => void this.settleIfIdle(), SETTLE_INTERVAL_MS);
   }
 
-  /** Finishes the batches in flight, then leaves the groups. */
+  /** Finishes the batches in flight and commits what was consumed, then leaves the groups. */
   async stop(): Promise<void> {
     clearInterval(this.idleTimer);
     clearInterval(this.settleTimer);
+    await Promise.allSettled([this.repartitionConsumer.stop(), this.projectConsumer.stop()]);
+    await this.commitPending().catch(() => undefined);
     await Promise.allSettled([this.repartitionConsumer.disconnect(), this.projectConsumer.disconnect()]);
     await Promise.allSettled([this.producer.disconnect(), this.deadLetters.disconnect()]);
   }
@@ -131,11 +153,14 @@ export class ProjectorService {
     const topic = this.options.topics.byCustomer;
     const claimed = this.serially(async () => {
       this.keyed.clear();
+      this.dropPending();
+      this.assignment += 1;
       const claims = await db.transaction((tx) => takePartitions(tx, this.groupId, topic, partitions));
       const stored = await loadConsumerOffsets(db, this.groupId, topic);
       for (const partition of partitions) {
-        const offset = stored.get(partition);
-        if (offset !== undefined) this.projectConsumer.seek({ topic, partition, offset: String(offset) });
+        const offset = stored.get(partition) ?? 0;
+        this.consumedTo.set(partition, offset);
+        if (stored.has(partition)) this.projectConsumer.seek({ topic, partition, offset: String(offset) });
       }
       logger.info({ topic, partitions, epochs: Object.fromEntries(claims.map((c) => [c.partition, c.epoch])), stored: Object.fromEntries(stored) }, 'partitions claimed');
       return claims;
@@ -205,70 +230,182 @@ export class ProjectorService {
     await heartbeat();
   }
 
+  /**
+   * Consumes a batch of `…by-customer`: its messages wait (at most `commitIntervalMs`, or until
+   * `chunkSize` are waiting) to be committed together with those of the other partitions, so
+   * that fetching goes on while PostgreSQL commits. Messages below the offset a partition has been
+   * consumed to (a batch fetched again) are skipped.
+   */
   private async project({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
-    const { db, config, logger } = this.options;
-    const chunkSize = this.options.chunkSize ?? 5_000;
     await this.currentClaims();
-    const stored = (await loadConsumerOffsets(db, this.groupId, batch.topic)).get(batch.partition) ?? 0;
-    const messages = batch.messages.filter((m) => Number(m.offset) >= stored);
-    if (messages.length > 0) this.lastInputAt = Date.now();
-    // Each part commits its touchpoints with the offset past its last message; a touchpoint the
-    // store refuses alone is dead-lettered and its offset committed, so the partition moves on.
-    let heartbeatFailure: unknown;
-    const origin = (message: KafkaMessage) => ({ topic: batch.topic, partition: String(batch.partition), offset: message.offset });
-    const commit = async (part: readonly KafkaMessage[], touchpoints: ReadonlyMap<Touchpoint, KafkaMessage>) => {
-      const last = part[part.length - 1]!.offset;
-      const started = performance.now();
-      const outcome = await this.withConflictRetries(() =>
-        this.owned(async (tx, ownership) => {
-          const result = await projectBatch(tx, [...touchpoints.keys()], config, this.keyed, ownership, batch.partition);
-          await saveConsumerOffsets(tx, this.groupId, batch.topic, new Map([[batch.partition, Number(last) + 1]]));
-          // Dead-lettered before the COMMIT that moves the offset past them: at least once.
-          const conflicts = result.conflicts.map((t) => deadLetterMessage(touchpoints.get(t)!.value, conflictRejection(t), origin(touchpoints.get(t)!)));
-          for (const part of byteBounded(conflicts)) await this.deadLetters.send({ topic: this.options.topics.deadLetter, acks: -1, messages: part });
-          crashBeforeCommit('chunk');
-          return result;
-        }),
-      );
-      resolveOffset(last);
-      this.options.onBatch?.(outcome, (performance.now() - started) / 1000);
-      // A failed heartbeat (a rebalance) is no fault of this part, which is committed: it must not
-      // reach isolatePoison. Thrown once the chunk is done.
-      await heartbeat().catch((error: unknown) => (heartbeatFailure ??= error));
-      logger.debug({ topic: batch.topic, partition: batch.partition, offset: last, accepted: outcome.accepted.length }, 'chunk projected');
-    };
-    const attempt = (part: readonly KafkaMessage[]) => {
-      const touchpoints = new Map<Touchpoint, KafkaMessage>();
-      for (const message of part) {
-        const parsed = parseMessage(message.value);
-        // The repartition stage only publishes valid touchpoints; anything else was not written by it.
-        if (parsed.ok) touchpoints.set(parsed.touchpoint, message);
-        else logger.warn({ topic: batch.topic, partition: batch.partition, offset: message.offset, reason: parsed.rejection.reason }, 'skipped an invalid message');
-      }
-      return commit(part, touchpoints);
-    };
-    const quarantine = async (message: KafkaMessage, error: unknown) => {
-      const rejection = storeRejection(error);
-      const parsed = parseMessage(message.value);
-      const touchpoint = parsed.ok ? parsed.touchpoint : undefined;
-      // Sent before the offset moves past it: a crash in between sends it twice, never not at all.
-      await this.deadLetters.send({
-        topic: this.options.topics.deadLetter,
-        acks: -1,
-        messages: [deadLetterMessage(message.value, rejection, origin(message))],
-      });
-      logger.error(
-        { err: error, topic: batch.topic, partition: batch.partition, offset: message.offset, touchpointId: touchpoint?.id, customerId: touchpoint?.customerId },
-        'the store refused a touchpoint alone, twice: dead-lettered as store_rejected',
-      );
-      await commit([message], new Map());
-      this.options.onRejected?.({ ...rejection, ...(touchpoint ? { type: touchpoint.type } : {}) });
-    };
-    for (let i = 0; i < messages.length; i += chunkSize) {
-      if (!isRunning() || isStale()) return;
-      await isolatePoison(messages.slice(i, i + chunkSize), attempt, quarantine);
-      if (heartbeatFailure !== undefined) throw heartbeatFailure;
+    if (!isRunning() || isStale()) return;
+    const from = this.consumedTo.get(batch.partition);
+    // Not claimed (yet): the claim seeks to the stored offsets and this batch comes again.
+    if (from === undefined) return;
+    const messages = batch.messages.filter((m) => Number(m.offset) >= from);
+    if (messages.length > 0) {
+      this.lastInputAt = Date.now();
+      const waiting = this.pending.get(batch.partition) ?? [];
+      for (const message of messages) waiting.push({ partition: batch.partition, message, assignment: this.assignment });
+      this.pending.set(batch.partition, waiting);
+      this.pendingCount += messages.length;
+      this.consumedTo.set(batch.partition, Number(messages[messages.length - 1]!.offset) + 1);
     }
+    resolveOffset(batch.lastOffset());
+    const chunkSize = this.options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    if (this.pendingCount >= chunkSize) {
+      // Back pressure: with a chunk waiting, fetching waits for its commit (after a failed one,
+      // for the pause that follows it). A failure is logged, its touchpoints fetched again (rewind).
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, this.retryAfter - Date.now())));
+      await this.commitPending().catch(() => undefined);
+    } else this.scheduleCommit();
+    await heartbeat();
+  }
+
+  private scheduleCommit(): void {
+    if (this.commitTimer !== undefined || this.pendingCount === 0) return;
+    const delay = Math.max(this.options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS, this.retryAfter - Date.now());
+    this.commitTimer = setTimeout(() => void this.commitPending().catch(() => undefined), delay);
+  }
+
+  /** Forgets what was consumed and not committed: it is fetched again from the stored offsets. */
+  private dropPending(): void {
+    clearTimeout(this.commitTimer);
+    this.commitTimer = undefined;
+    this.pending = new Map();
+    this.pendingCount = 0;
+    this.consumedTo = new Map();
+  }
+
+  /**
+   * Commits every message waiting, in transactions of at most `chunkSize` touchpoints, each with
+   * the offsets past its messages. One commit at a time, in consumption order. When one fails
+   * for good, what was waiting is dropped and each partition seeks back to its stored offset.
+   */
+  private commitPending(): Promise<void> {
+    clearTimeout(this.commitTimer);
+    this.commitTimer = undefined;
+    const run = this.committing.then(async () => {
+      if (this.pendingCount === 0) return;
+      const waiting = [...this.pending].sort(([a], [b]) => a - b);
+      this.pending = new Map();
+      this.pendingCount = 0;
+      const items = waiting.flatMap(([, messages]) => messages);
+      const chunkSize = this.options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+      try {
+        // In partition and offset order: each part commits a prefix of what is left of every partition.
+        for (let i = 0; i < items.length; i += chunkSize) {
+          await isolatePoison(items.slice(i, i + chunkSize), (part) => this.commit(part), (item, error) => this.quarantine(item, error));
+        }
+      } catch (error) {
+        await this.rewind(error);
+        throw error;
+      }
+    });
+    this.committing = run.catch(() => undefined);
+    return run;
+  }
+
+  /** After a failed commit: drops what was consumed and not committed, and fetches it again from the stored offsets. */
+  private async rewind(error: unknown): Promise<void> {
+    const { db, logger } = this.options;
+    const topic = this.options.topics.byCustomer;
+    this.retryAfter = Date.now() + RETRY_AFTER_FAILURE_MS;
+    const partitions = [...this.consumedTo.keys()];
+    this.dropPending();
+    // Fenced: a new assignment is on its way (another instance claimed partitions of this one).
+    logger[error instanceof FencedError ? 'warn' : 'error']({ err: error, topic, partitions }, 'committing the consumed touchpoints failed: they are fetched again from the stored offsets');
+    try {
+      const stored = await loadConsumerOffsets(db, this.groupId, topic);
+      for (const partition of partitions) {
+        const offset = stored.get(partition) ?? 0;
+        this.consumedTo.set(partition, offset);
+        this.projectConsumer.seek({ topic, partition, offset: String(offset) });
+      }
+    } catch (reading) {
+      // The database is away: a failed claim is taken again before the next batch (currentClaims).
+      logger.error({ err: reading }, 'could not read the stored offsets to fetch again from');
+      this.claims = Promise.reject(reading);
+      this.claims.catch(() => undefined);
+    }
+  }
+
+  private origin(item: Waiting) {
+    return { topic: this.options.topics.byCustomer, partition: String(item.partition), offset: item.message.offset };
+  }
+
+  /**
+   * One transaction: the part's touchpoints, partition by partition, with the offsets past its
+   * messages. Messages consumed under an earlier assignment are left out: the claim of the current
+   * one seeked back to the stored offsets, they come again.
+   */
+  private async commit(part: readonly Waiting[]): Promise<void> {
+    const { config, logger } = this.options;
+    const topic = this.options.topics.byCustomer;
+    if (part.every((item) => item.assignment !== this.assignment)) return;
+    const started = performance.now();
+    const outcome = await this.withConflictRetries(() =>
+      this.owned(async (tx, ownership) => {
+        const current = part.filter((item) => item.assignment === this.assignment);
+        const { byPartition, offsets } = this.touchpointsOf(current);
+        const total: BatchOutcome = { accepted: [], duplicates: [], conflicts: [], stageChanges: [], corrections: 0 };
+        for (const [partition, touchpoints] of byPartition) {
+          const result = await projectBatch(tx, [...touchpoints.keys()], config, this.keyed, ownership, partition);
+          total.accepted.push(...result.accepted);
+          total.duplicates.push(...result.duplicates);
+          total.conflicts.push(...result.conflicts);
+          total.stageChanges.push(...result.stageChanges);
+          total.corrections += result.corrections;
+          // Dead-lettered before the COMMIT that moves the offset past them: at least once.
+          const conflicts = result.conflicts.map((t) => {
+            const item = touchpoints.get(t)!;
+            return deadLetterMessage(item.message.value, conflictRejection(t), this.origin(item));
+          });
+          for (const chunk of byteBounded(conflicts)) await this.deadLetters.send({ topic: this.options.topics.deadLetter, acks: -1, messages: chunk });
+        }
+        await saveConsumerOffsets(tx, this.groupId, topic, offsets);
+        if (current.length > 0) crashBeforeCommit('chunk');
+        return { total, offsets };
+      }),
+    );
+    this.options.onBatch?.(outcome.total, (performance.now() - started) / 1000);
+    logger.debug({ topic, offsets: Object.fromEntries(outcome.offsets), accepted: outcome.total.accepted.length }, 'chunk projected');
+  }
+
+  /** The valid touchpoints of each partition among `items` (in order), and the offsets past them. */
+  private touchpointsOf(items: readonly Waiting[]): { byPartition: Map<number, Map<Touchpoint, Waiting>>; offsets: Map<number, number> } {
+    const byPartition = new Map<number, Map<Touchpoint, Waiting>>();
+    const offsets = new Map<number, number>();
+    for (const item of items) {
+      offsets.set(item.partition, Number(item.message.offset) + 1);
+      const touchpoints = byPartition.get(item.partition) ?? new Map<Touchpoint, Waiting>();
+      byPartition.set(item.partition, touchpoints);
+      const parsed = parseMessage(item.message.value);
+      // The repartition stage only publishes valid touchpoints; anything else was not written by it.
+      if (parsed.ok) touchpoints.set(parsed.touchpoint, item);
+      else this.options.logger.warn({ ...this.origin(item), reason: parsed.rejection.reason }, 'skipped an invalid message');
+    }
+    return { byPartition, offsets };
+  }
+
+  /** A touchpoint the store refused alone, twice: dead-lettered, and its offset committed past it. */
+  private async quarantine(item: Waiting, error: unknown): Promise<void> {
+    const rejection = storeRejection(error);
+    const parsed = parseMessage(item.message.value);
+    const touchpoint = parsed.ok ? parsed.touchpoint : undefined;
+    // Sent before the offset moves past it: a crash in between sends it twice, never not at all.
+    await this.deadLetters.send({ topic: this.options.topics.deadLetter, acks: -1, messages: [deadLetterMessage(item.message.value, rejection, this.origin(item))] });
+    this.options.logger.error(
+      { err: error, ...this.origin(item), touchpointId: touchpoint?.id, customerId: touchpoint?.customerId },
+      'the store refused a touchpoint alone, twice: dead-lettered as store_rejected',
+    );
+    await this.withConflictRetries(() =>
+      this.owned(async (tx) => {
+        if (item.assignment !== this.assignment) return; // fetched again under the new assignment
+        await saveConsumerOffsets(tx, this.groupId, this.options.topics.byCustomer, new Map([[item.partition, Number(item.message.offset) + 1]]));
+      }),
+    );
+    this.options.onRejected?.({ ...rejection, ...(touchpoint ? { type: touchpoint.type } : {}) });
   }
 
   private async advanceIfIdle(idleMs: number): Promise<void> {
@@ -297,6 +434,7 @@ export class ProjectorService {
    * final (`--until-idle` settles before it stops).
    */
   async settle(): Promise<void> {
+    await this.commitPending();
     if ((await this.currentClaims()).length > 0) await this.advance();
   }
 
@@ -371,6 +509,13 @@ export class ProjectorService {
   async caughtUp(): Promise<boolean> {
     return (await this.consumerLag()).every((p) => p.messages === 0);
   }
+}
+
+/** A consumed message of `…by-customer` waiting for its commit, and the assignment it was consumed under. */
+interface Waiting {
+  readonly partition: number;
+  readonly message: KafkaMessage;
+  readonly assignment: number;
 }
 
 export interface PartitionLag {
