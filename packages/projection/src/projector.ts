@@ -184,7 +184,8 @@ async function readLinkedImpressions(sql: SqlExecutor, store: SqlEventStore, sta
  * depends only on the set of touchpoints ever projected, not on batching or order (SPEC §6.1).
  *
  * `keyed` holds the customers between transactions (run them through `keyed.transaction`); the
- * batch's touchpoints come from `partition` of `ownership`, whose customers this process owns.
+ * batch's touchpoints come from the partitions of `ownership` that `partitionOf` tells (one per
+ * customer: the by-customer topic is keyed by customer), whose customers this process owns.
  */
 export async function projectBatch(
   sql: SqlExecutor,
@@ -192,7 +193,7 @@ export async function projectBatch(
   config: LifecycleConfig,
   keyed = new KeyedState(),
   ownership: Ownership = EMBEDDED,
-  partition = 0,
+  partitionOf: (t: Touchpoint) => number = () => 0,
 ): Promise<BatchOutcome> {
   if (ownership.topic === null) await assertNoProjectors(sql);
   const state = await loadProjectionState(sql);
@@ -208,9 +209,11 @@ export async function projectBatch(
 
   const affected = new Set<string>();
   const causedBy = new Map<string, string[]>();
+  const partitions = new Map<string, number>();
   for (const t of fresh) {
     if (t.customerId === undefined) continue;
     affected.add(t.customerId);
+    partitions.set(t.customerId, partitionOf(t));
     const causes = causedBy.get(t.customerId);
     if (causes) causes.push(t.id);
     else causedBy.set(t.customerId, [t.id]);
@@ -264,9 +267,9 @@ export async function projectBatch(
   await store.insert(recorded);
 
   const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], watermark, config, causedBy, (id) =>
-    causedBy.has(id) ? (ownership.topic === null ? null : partition) : (states.get(id)!.stored?.ownerPartition ?? null),
+    causedBy.has(id) ? (ownership.topic === null ? null : partitions.get(id)!) : (states.get(id)!.stored?.ownerPartition ?? null),
   );
-  await finish(sql, state.config, config, folded, [watermarkScope(ownership, partition)]);
+  await finish(sql, state.config, config, folded, [...new Set(fresh.map(partitionOf))].map((p) => watermarkScope(ownership, p)));
   return { ...outcome, ...written };
 }
 

@@ -54,7 +54,7 @@ async function projectorInstance(url: string, partitions: number[], byPartition:
     for (let i = 0; partitions.some((p) => i < byPartition[p]!.length); i += 40) {
       for (const p of partitions) {
         const chunk = byPartition[p]!.slice(i, i + 40);
-        if (chunk.length > 0) await write((tx) => projectBatch(tx, chunk, config, keyed, ownership, p));
+        if (chunk.length > 0) await write((tx) => projectBatch(tx, chunk, config, keyed, ownership, () => p));
       }
       await write((tx) => advanceWatermark(tx, Date.parse('2024-12-31T00:00:00Z'), config, keyed, ownership));
     }

@@ -49,7 +49,7 @@ class Instance {
 
   project(partition: number, batch: readonly Touchpoint[], nextOffset: number) {
     return this.write(async (tx) => {
-      const outcome = await projectBatch(tx, batch, DEFAULT_CONFIG, this.keyed, this.ownership, partition);
+      const outcome = await projectBatch(tx, batch, DEFAULT_CONFIG, this.keyed, this.ownership, () => partition);
       await saveConsumerOffsets(tx, GROUP, TOPIC, new Map([[partition, nextOffset]]));
       return outcome;
     });

@@ -343,28 +343,26 @@ export class ProjectorService {
     const { config, logger } = this.options;
     const topic = this.options.topics.byCustomer;
     if (part.every((item) => item.assignment !== this.assignment)) return;
+    const parsed = part.map((item) => ({ item, touchpoint: this.touchpointOf(item) }));
     const started = performance.now();
     const outcome = await this.withConflictRetries(() =>
       this.owned(async (tx, ownership) => {
-        const current = part.filter((item) => item.assignment === this.assignment);
-        const { byPartition, offsets } = this.touchpointsOf(current);
-        const total: BatchOutcome = { accepted: [], duplicates: [], conflicts: [], stageChanges: [], corrections: 0 };
-        for (const [partition, touchpoints] of byPartition) {
-          const result = await projectBatch(tx, [...touchpoints.keys()], config, this.keyed, ownership, partition);
-          total.accepted.push(...result.accepted);
-          total.duplicates.push(...result.duplicates);
-          total.conflicts.push(...result.conflicts);
-          total.stageChanges.push(...result.stageChanges);
-          total.corrections += result.corrections;
-          // Dead-lettered before the COMMIT that moves the offset past them: at least once.
-          const conflicts = result.conflicts.map((t) => {
-            const item = touchpoints.get(t)!;
-            return deadLetterMessage(item.message.value, conflictRejection(t), this.origin(item));
-          });
-          for (const chunk of byteBounded(conflicts)) await this.deadLetters.send({ topic: this.options.topics.deadLetter, acks: -1, messages: chunk });
+        const touchpoints = new Map<Touchpoint, Waiting>();
+        const offsets = new Map<number, number>();
+        for (const { item, touchpoint } of parsed) {
+          if (item.assignment !== this.assignment) continue;
+          offsets.set(item.partition, Number(item.message.offset) + 1);
+          if (touchpoint !== undefined) touchpoints.set(touchpoint, item);
         }
+        const total = await projectBatch(tx, [...touchpoints.keys()], config, this.keyed, ownership, (t) => touchpoints.get(t)!.partition);
+        // Dead-lettered before the COMMIT that moves the offset past them: at least once.
+        const conflicts = total.conflicts.map((t) => {
+          const item = touchpoints.get(t)!;
+          return deadLetterMessage(item.message.value, conflictRejection(t), this.origin(item));
+        });
+        for (const chunk of byteBounded(conflicts)) await this.deadLetters.send({ topic: this.options.topics.deadLetter, acks: -1, messages: chunk });
         await saveConsumerOffsets(tx, this.groupId, topic, offsets);
-        if (current.length > 0) crashBeforeCommit('chunk');
+        if (offsets.size > 0) crashBeforeCommit('chunk');
         return { total, offsets };
       }),
     );
@@ -372,20 +370,13 @@ export class ProjectorService {
     logger.debug({ topic, offsets: Object.fromEntries(outcome.offsets), accepted: outcome.total.accepted.length }, 'chunk projected');
   }
 
-  /** The valid touchpoints of each partition among `items` (in order), and the offsets past them. */
-  private touchpointsOf(items: readonly Waiting[]): { byPartition: Map<number, Map<Touchpoint, Waiting>>; offsets: Map<number, number> } {
-    const byPartition = new Map<number, Map<Touchpoint, Waiting>>();
-    const offsets = new Map<number, number>();
-    for (const item of items) {
-      offsets.set(item.partition, Number(item.message.offset) + 1);
-      const touchpoints = byPartition.get(item.partition) ?? new Map<Touchpoint, Waiting>();
-      byPartition.set(item.partition, touchpoints);
-      const parsed = parseMessage(item.message.value);
-      // The repartition stage only publishes valid touchpoints; anything else was not written by it.
-      if (parsed.ok) touchpoints.set(parsed.touchpoint, item);
-      else this.options.logger.warn({ ...this.origin(item), reason: parsed.rejection.reason }, 'skipped an invalid message');
-    }
-    return { byPartition, offsets };
+  /** The touchpoint a message of `…by-customer` holds. */
+  private touchpointOf(item: Waiting): Touchpoint | undefined {
+    const parsed = parseMessage(item.message.value);
+    if (parsed.ok) return parsed.touchpoint;
+    // The repartition stage only publishes valid touchpoints; anything else was not written by it.
+    this.options.logger.warn({ ...this.origin(item), reason: parsed.rejection.reason }, 'skipped an invalid message');
+    return undefined;
   }
 
   /** A touchpoint the store refused alone, twice: dead-lettered, and its offset committed past it. */
