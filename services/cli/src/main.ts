@@ -152,10 +152,12 @@ program
   .option('--group <id>', 'consumer group (default: lifecycle-projector.<topic>)')
   .option('--until-idle', 'exit once the consumer group has caught up', false)
   .option('--chunk-size <n>', 'touchpoints per read-model transaction', integer('--chunk-size'))
+  .option('--commit-interval <ms>', 'longest a consumed touchpoint waits for its transaction (default 50)', integer('--commit-interval'))
   .option('--wall-clock-after-idle <seconds>', 'with no input for this long and nothing left to consume, move T to the wall clock so due churns are recorded (default: off, T is event time)', integer('--wall-clock-after-idle'))
   .option('--metrics-port <n>', 'port of GET /metrics and /health (0: any)', integer('--metrics-port'), 9464)
   .option('--host <host>', 'interface of the metrics server', '127.0.0.1')
-  .action(async (options: StoreOptions & { brokers?: string; topic: string; partitions: number; instanceId?: string; group?: string; untilIdle: boolean; chunkSize?: number; wallClockAfterIdle?: number; metricsPort: number; host: string }) => {
+  .action(async (options: StoreOptions & { brokers?: string; topic: string; partitions: number; instanceId?: string; group?: string; untilIdle: boolean; chunkSize?: number; commitInterval?: number; wallClockAfterIdle?: number; metricsPort: number; host: string }) => {
+    if (options.chunkSize === 0) throw new UsageError('--chunk-size must be at least 1');
     await runProjector({
       brokers: brokersOf(options.brokers),
       topic: options.topic,
@@ -166,6 +168,7 @@ program
       ...(options.group !== undefined ? { groupId: options.group } : {}),
       untilIdle: options.untilIdle,
       ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+      ...(options.commitInterval !== undefined ? { commitIntervalMs: options.commitInterval } : {}),
       ...(options.wallClockAfterIdle !== undefined ? { wallClockAfterIdleMs: options.wallClockAfterIdle * 1000 } : {}),
       metricsPort: options.metricsPort,
       host: options.host,
@@ -246,6 +249,7 @@ program
   .option('--kafka-seconds <n>', 'length of the latency run (0: none)', integer('--kafka-seconds'), 20)
   .option('--kafka-rate <n>', 'touchpoints/s of the latency run (default: half the projector\'s measured rate)', integer('--kafka-rate'))
   .option('--kafka-chunk-size <n>', 'the projector\'s touchpoints per PostgreSQL transaction (default: its own)', integer('--kafka-chunk-size'))
+  .option('--kafka-commit-interval <ms>', 'the projector\'s --commit-interval (default: its own)', integer('--kafka-commit-interval'))
   .addOption(new Option('--instances <list>', 'projector instance counts of the scaling runs, ascending from 1, at most 16').argParser(parseInstanceCounts).default([1, 2, 4], '1,2,4'))
   // The bench's own child process for the pure stages, so that their peak RSS is theirs alone.
   .addOption(new Option('--pure <file>').hideHelp())
@@ -262,6 +266,7 @@ program
       kafkaSeconds: number;
       kafkaRate?: number;
       kafkaChunkSize?: number;
+      kafkaCommitInterval?: number;
       instances: number[];
       pure?: string;
     }) => {
@@ -289,6 +294,7 @@ program
           latencySeconds: options.kafkaSeconds,
           latencyRate: options.kafkaRate,
           chunkSize: options.kafkaChunkSize,
+          commitIntervalMs: options.kafkaCommitInterval,
           instances: options.instances,
         },
       });

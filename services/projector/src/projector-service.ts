@@ -5,7 +5,8 @@ import { ConcurrencyError } from '@lifecycle/eventstore';
 import { advanceWatermark, conflictRejection, crashBeforeCommit, isolatePoison, KeyedState, projectBatch, storeRejection, type BatchOutcome, type Ownership } from '@lifecycle/projection';
 import { assertClaims, FencedError, loadConsumerOffsets, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
-import { byteBounded, createProducer, deadLetterMessage, parseMessage, touchpointMessage, type Topics } from '@lifecycle/kafka';
+import { byteBounded, createProducer, deadLetterMessage, parseMessage, type Topics } from '@lifecycle/kafka';
+import { RepartitionStage } from './repartition-stage.js';
 
 export interface ProjectorServiceOptions {
   kafka: Kafka;
@@ -53,10 +54,8 @@ const isConflict = (error: unknown) =>
 /**
  * The distributed projector: two consumer groups in one process.
  *
- * 1. *Repartition*: reads the input topic, whatever its keys, and re-publishes valid touchpoints
- *    keyed by customer to the internal `…by-customer` topic and invalid ones to the dead-letter
- *    topic, in a Kafka transaction that also commits the input offsets: each input message is
- *    re-published exactly once, also across crashes.
+ * 1. *Repartition* (`RepartitionStage`): the input topic, whatever its keys, re-published keyed
+ *    by customer to the internal `…by-customer` topic, exactly once.
  * 2. *Project*: reads `…by-customer` and projects each chunk in one PostgreSQL transaction with
  *    its offsets; on assignment it claims its partitions (a new epoch each, which fences their
  *    previous owner) and seeks to the stored offsets, and it skips anything below them (Kafka's
@@ -66,9 +65,8 @@ const isConflict = (error: unknown) =>
 export class ProjectorService {
   private readonly groupId: string;
   private readonly repartitionGroupId: string;
-  private readonly repartitionConsumer: Consumer;
+  private readonly repartition: RepartitionStage;
   private readonly projectConsumer: Consumer;
-  private readonly producer: Producer;
   /** Dead letters of the project stage: never the repartition stage's transactional producer, which one send at a time may use. */
   private readonly deadLetters: Producer;
   private lastInputAt = Date.now();
@@ -100,32 +98,30 @@ export class ProjectorService {
     this.groupId = options.groupId ?? `lifecycle-projector.${options.topics.input}`;
     this.repartitionGroupId = `${this.groupId}.repartition`;
     const { kafka } = options;
-    this.producer = createProducer(kafka, {
-      transactionalId: `${this.repartitionGroupId}.${options.instanceId}`,
-      transactionTimeout: 15_000,
-      // The broker answers CONCURRENT_TRANSACTIONS while the previous transaction still
-      // completes (a few ms); kafkajs's default first retry waits 300 ms, which was most of the
-      // end-to-end latency.
-      retry: { initialRetryTime: 20, retries: 10 },
+    this.repartition = new RepartitionStage({
+      kafka,
+      topics: options.topics,
+      groupId: this.repartitionGroupId,
+      instanceId: options.instanceId,
+      logger: options.logger,
+      commitIntervalMs: options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS,
+      onInput: () => (this.lastInputAt = Date.now()),
+      ...(options.onRejected ? { onRejected: options.onRejected } : {}),
     });
     this.deadLetters = createProducer(kafka);
-    this.repartitionConsumer = kafka.consumer({ groupId: this.repartitionGroupId, readUncommitted: false });
     this.projectConsumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
   }
 
   async start(): Promise<void> {
     const { topics } = this.options;
-    await this.producer.connect();
     await this.deadLetters.connect();
-    await this.repartitionConsumer.connect();
     await this.projectConsumer.connect();
-    await this.repartitionConsumer.subscribe({ topics: [topics.input], fromBeginning: true });
     await this.projectConsumer.subscribe({ topics: [topics.byCustomer], fromBeginning: true });
     this.projectConsumer.on(this.projectConsumer.events.GROUP_JOIN, ({ payload }) => {
       this.assigned = payload.memberAssignment[topics.byCustomer] ?? [];
       this.claims = this.claim(this.assigned);
     });
-    await this.repartitionConsumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.repartition(payload) });
+    await this.repartition.start();
     await this.projectConsumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.project(payload) });
     const idleMs = this.options.wallClockAfterIdleMs;
     if (idleMs !== undefined) this.idleTimer = setInterval(() => void this.advanceIfIdle(idleMs), Math.min(idleMs, 5_000));
@@ -136,10 +132,9 @@ export class ProjectorService {
   async stop(): Promise<void> {
     clearInterval(this.idleTimer);
     clearInterval(this.settleTimer);
-    await Promise.allSettled([this.repartitionConsumer.stop(), this.projectConsumer.stop()]);
+    await Promise.allSettled([this.repartition.stop(), this.projectConsumer.stop()]);
     await this.commitPending().catch(() => undefined);
-    await Promise.allSettled([this.repartitionConsumer.disconnect(), this.projectConsumer.disconnect()]);
-    await Promise.allSettled([this.producer.disconnect(), this.deadLetters.disconnect()]);
+    await Promise.allSettled([this.projectConsumer.disconnect(), this.deadLetters.disconnect()]);
   }
 
   /**
@@ -193,41 +188,6 @@ export class ProjectorService {
         return work(tx, ownership);
       }),
     );
-  }
-
-  private async repartition({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
-    if (batch.isEmpty() || !isRunning() || isStale()) return;
-    this.lastInputAt = Date.now();
-    const { topics } = this.options;
-    const valid = [];
-    const invalid = [];
-    const rejections: Rejection[] = [];
-    for (const message of batch.messages) {
-      const parsed = parseMessage(message.value);
-      if (parsed.ok) valid.push(touchpointMessage(parsed.touchpoint, message.value!.toString('utf8')));
-      else {
-        invalid.push(deadLetterMessage(message.value, parsed.rejection, { topic: batch.topic, partition: String(batch.partition), offset: message.offset }));
-        rejections.push(parsed.rejection);
-      }
-    }
-    const transaction = await this.producer.transaction();
-    try {
-      for (const part of byteBounded(valid)) await transaction.send({ topic: topics.byCustomer, messages: part });
-      for (const part of byteBounded(invalid)) await transaction.send({ topic: topics.deadLetter, messages: part });
-      await transaction.sendOffsets({
-        consumerGroupId: this.repartitionGroupId,
-        topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1) }] }],
-      });
-      await transaction.commit();
-    } catch (error) {
-      await transaction.abort().catch(() => undefined);
-      throw error;
-    }
-    // The offsets went out with the transaction; this only moves the fetch position, without
-    // which kafkajs would fetch (and re-publish) the same batch again.
-    resolveOffset(batch.lastOffset());
-    for (const rejection of rejections) this.options.onRejected?.(rejection);
-    await heartbeat();
   }
 
   /**

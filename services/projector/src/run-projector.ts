@@ -18,6 +18,7 @@ export interface ProjectorOptions {
   groupId?: string;
   untilIdle: boolean;
   chunkSize?: number;
+  commitIntervalMs?: number;
   wallClockAfterIdleMs?: number;
   metricsPort: number;
   host: string;
@@ -63,6 +64,7 @@ export async function runProjector(options: ProjectorOptions, logger: Logger): P
     instanceId,
     ...(options.groupId !== undefined ? { groupId: options.groupId } : {}),
     ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+    ...(options.commitIntervalMs !== undefined ? { commitIntervalMs: options.commitIntervalMs } : {}),
     ...(options.wallClockAfterIdleMs !== undefined ? { wallClockAfterIdleMs: options.wallClockAfterIdleMs } : {}),
     onBatch: (outcome, seconds) => metrics.recordBatch(outcome, seconds),
     onRejected: (rejection) => metrics.recordRejection(rejection.reason, rejection.type),

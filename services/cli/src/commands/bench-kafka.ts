@@ -47,6 +47,7 @@ export interface KafkaBenchOptions {
   latencyRate?: number | undefined;
   /** The projector's touchpoints per PostgreSQL transaction (its default when absent). */
   chunkSize?: number | undefined;
+  commitIntervalMs?: number | undefined;
   /** Instance counts of the scaling runs, ascending, starting with 1 (the projector of the other rows). */
   instances: number[];
   workDir: string;
@@ -501,6 +502,7 @@ async function projectorRun(ctx: Context, instances: number, topics: Topics, exp
       const args = ['project', '--brokers', options.brokers.join(','), '--topic', topics.input, '--partitions', String(PARTITIONS), '--database', database.url];
       args.push('--group', group, '--instance-id', id, '--metrics-port', '0');
       if (options.chunkSize !== undefined) args.push('--chunk-size', String(options.chunkSize));
+      if (options.commitIntervalMs !== undefined) args.push('--commit-interval', String(options.commitIntervalMs));
       const running = startCli(args, { env: { PGAPPNAME: `${APP_PREFIX}${id}` } });
       void running.finished.then((run) => exited.push(run));
       processes.push(running);
@@ -693,7 +695,7 @@ export async function runKafka(options: KafkaBenchOptions): Promise<PartResult> 
     return {
       goals,
       context,
-      details: { partitions: PARTITIONS, touchpoints: options.touchpoints, chunkSize: options.chunkSize ?? null, produce: produced.map((p) => ({ topic: p.topics.input, accepted: p.accepted, ...runFigures(p.run) })), noop, runs, warnings },
+      details: { partitions: PARTITIONS, touchpoints: options.touchpoints, chunkSize: options.chunkSize ?? null, commitIntervalMs: options.commitIntervalMs ?? null, produce: produced.map((p) => ({ topic: p.topics.input, accepted: p.accepted, ...runFigures(p.run) })), noop, runs, warnings },
     };
   } finally {
     if (allTopics.length > 0) await deleteTopics(kafka, allTopics, log);
