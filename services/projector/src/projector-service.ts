@@ -109,7 +109,8 @@ export class ProjectorService {
       ...(options.onRejected ? { onRejected: options.onRejected } : {}),
     });
     this.deadLetters = createProducer(kafka);
-    this.projectConsumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
+    // Heartbeats every second: a member learns of a rebalance (an instance joining) that soon.
+    this.projectConsumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, sessionTimeout: 30_000, heartbeatInterval: 1_000 });
   }
 
   async start(): Promise<void> {
@@ -121,8 +122,9 @@ export class ProjectorService {
       this.assigned = payload.memberAssignment[topics.byCustomer] ?? [];
       this.claims = this.claim(this.assigned);
     });
-    await this.repartition.start();
-    await this.projectConsumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.project(payload) });
+    // At once: joining one group must not wait for the other's join (a rebalance of the first,
+    // when another instance starts, would hold this instance out of the second meanwhile).
+    await Promise.all([this.repartition.start(), this.projectConsumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.project(payload) })]);
     const idleMs = this.options.wallClockAfterIdleMs;
     if (idleMs !== undefined) this.idleTimer = setInterval(() => void this.advanceIfIdle(idleMs), Math.min(idleMs, 5_000));
     this.settleTimer = setInterval(() => void this.settleIfIdle(), SETTLE_INTERVAL_MS);

@@ -63,7 +63,7 @@ export class RepartitionStage {
       // end-to-end latency.
       retry: { initialRetryTime: 20, retries: 10 },
     });
-    this.consumer = options.kafka.consumer({ groupId: options.groupId, readUncommitted: false });
+    this.consumer = options.kafka.consumer({ groupId: options.groupId, readUncommitted: false, heartbeatInterval: 1_000 });
   }
 
   async start(): Promise<void> {
