@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { parseLifecycleConfig, type LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
-import { exportProjection, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
+import { exportChannels, exportCohortsByChannel, exportProjection, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { oracleExport } from '../oracle/batch-oracle.js';
 import { oracleIntake, type OracleIntake } from '../oracle/intake.js';
@@ -93,12 +93,17 @@ describe('export equals an independent recomputation from the raw noisy lines (S
       const expected = oracleExport(oracle.accepted, config);
       expect(ndjson(latest.customers)).toEqual(ndjson(expected.customers));
       expect(ndjson(latest.cohorts)).toEqual(ndjson(expected.cohorts));
+      expect(ndjson((await exportCohortsByChannel(db, config)).rows)).toEqual(ndjson(expected.cohortsByChannel));
+      expect(ndjson((await exportChannels(db, config)).rows)).toEqual(ndjson(expected.channels));
       expect(latest.customers.length).toBeGreaterThan(30);
       for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00']) {
-        const earlier = await exportProjection(db, config, Date.parse(asOf));
+        const at = Date.parse(asOf);
+        const earlier = await exportProjection(db, config, at);
         const atAsOf = oracleExport(oracle.accepted, config, asOf);
         expect(ndjson(earlier.customers)).toEqual(ndjson(atAsOf.customers));
         expect(ndjson(earlier.cohorts)).toEqual(ndjson(atAsOf.cohorts));
+        expect(ndjson((await exportCohortsByChannel(db, config, at)).rows)).toEqual(ndjson(atAsOf.cohortsByChannel));
+        expect(ndjson((await exportChannels(db, config, at)).rows)).toEqual(ndjson(atAsOf.channels));
       }
     });
   });
@@ -123,6 +128,13 @@ describe('export equals an independent recomputation from the raw noisy lines (S
     for (const stage of ['reached', 'acquired', 'converted', 'retained', 'loyal', 'churned']) expect(stages).toContain(stage);
     expect(new Set(customers.map((c) => c.churnReason))).toEqual(new Set([null, 'inactivity', 'payment_failure']));
     expect(customers.some((c) => c.reactivations > 0)).toBe(true);
+    // What channel economics must get right: impressions of visitors no registration links,
+    // channels with cost and no acquisition, several currencies.
+    const linked = new Set(oracle.accepted.flatMap((t) => (t.type === 'registration' && t.anonymousId !== undefined ? [t.anonymousId] : [])));
+    expect(oracle.accepted.some((t) => t.type === 'ad_impression' && t.customerId === undefined && !linked.has(t.anonymousId!))).toBe(true);
+    const { channels } = oracleExport(oracle.accepted, parseLifecycleConfig({}));
+    expect(channels.some((r) => Object.keys(r.cost).length > 0 && r.acquired === 0)).toBe(true);
+    expect(new Set(channels.flatMap((r) => [...Object.keys(r.cost), ...Object.keys(r.revenue)])).size).toBeGreaterThan(1);
   });
 
   test('replay from the streams reproduces the read models', async () => {
@@ -130,8 +142,10 @@ describe('export equals an independent recomputation from the raw noisy lines (S
     await withStore(async (db) => {
       await ingestRuns(db, [lines], config, 50);
       const before = await exportProjection(db, config);
+      const channelsBefore = await exportChannels(db, config);
       await replay(db, config);
       expect(await exportProjection(db, config)).toEqual(before);
+      expect(await exportChannels(db, config)).toEqual(channelsBefore);
     });
   });
 });

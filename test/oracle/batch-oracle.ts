@@ -9,7 +9,7 @@
  * (validation and deduplication), the noisy delivery noise.ts's.
  */
 import { DateTime } from 'luxon';
-import type { ChurnReason, CohortRow, CustomerRow, Granularity, LifecycleConfig, Revenue, Stage, Touchpoint } from '@lifecycle/contracts';
+import type { ChannelCohortRow, ChannelRow, ChurnReason, CohortRow, CustomerRow, Granularity, LifecycleConfig, Revenue, Stage, Touchpoint } from '@lifecycle/contracts';
 
 const DAY_MS = 86_400_000;
 
@@ -218,18 +218,28 @@ interface CustomerPeriods {
   readonly reactivations: number[];
 }
 
-export function oracleExport(
-  touchpoints: readonly Touchpoint[],
-  config: LifecycleConfig,
-  asOf?: string,
-): { customers: CustomerRow[]; cohorts: CohortRow[] } {
+export interface OracleExport {
+  customers: CustomerRow[];
+  cohorts: CohortRow[];
+  cohortsByChannel: ChannelCohortRow[];
+  channels: ChannelRow[];
+}
+
+/** round(numerator / denominator), halves up, for non-negative integers. */
+function roundHalfUp(numerator: bigint, denominator: bigint): number {
+  const quotient = numerator / denominator;
+  const remainder = numerator % denominator;
+  return Number(2n * remainder >= denominator ? quotient + 1n : quotient);
+}
+
+export function oracleExport(touchpoints: readonly Touchpoint[], config: LifecycleConfig, asOf?: string): OracleExport {
   const { granularity, timeZone } = config.cohort;
 
   // 1. Distinct touchpoints: the first of each id wins.
   const byId = new Map<string, Tp>();
   for (const tp of touchpoints) if (!byId.has(tp.id)) byId.set(tp.id, { ms: Date.parse(tp.occurredAt), tp });
   const distinct = [...byId.values()];
-  if (distinct.length === 0 && asOf === undefined) return { customers: [], cohorts: [] };
+  if (distinct.length === 0 && asOf === undefined) return { customers: [], cohorts: [], cohortsByChannel: [], channels: [] };
 
   // 2. As of T (default: latest occurredAt, impressions included); only touchpoints ≤ T count.
   const T = asOf !== undefined ? Date.parse(asOf) : distinct.reduce((max, x) => Math.max(max, x.ms), -Infinity);
@@ -322,10 +332,11 @@ export function oracleExport(
     };
   };
 
-  const cohorts: CohortRow[] = [];
-  for (const [c, cohortMembers] of members) {
+  /** The rows of one cohort's members, periods 0 … the period of T. */
+  const cohortTable = (c: number, cohortMembers: readonly CustomerResult[]): CohortRow[] => {
     const label = periodLabel(c, granularity);
     const memberPeriods = cohortMembers.map(periodsOf);
+    const rows: CohortRow[] = [];
     for (let k = 0; k <= periodOfT - c; k++) {
       const period = c + k;
       const revenue = new Map<string, number>();
@@ -341,7 +352,7 @@ export function oracleExport(
         if (m.churns.includes(period)) churned++;
         if (m.reactivations.includes(period)) reactivated++;
       }
-      cohorts.push({
+      rows.push({
         cohort: label,
         periodIndex: k,
         period: periodLabel(period, granularity),
@@ -353,8 +364,83 @@ export function oracleExport(
         revenue: revenueObject(revenue),
       });
     }
-  }
-  cohorts.sort((x, y) => (x.cohort < y.cohort ? -1 : x.cohort > y.cohort ? 1 : x.periodIndex - y.periodIndex));
+    return rows;
+  };
+  const byLabel = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
 
-  return { customers: results.map((r) => r.row), cohorts };
+  const cohorts: CohortRow[] = [];
+  for (const [c, cohortMembers] of members) cohorts.push(...cohortTable(c, cohortMembers));
+  cohorts.sort((x, y) => byLabel(x.cohort, y.cohort) || x.periodIndex - y.periodIndex);
+
+  // 7. Cohorts by acquisition channel: the same table for each (cohort, channel) with a member.
+  const cohortsByChannel: ChannelCohortRow[] = [];
+  for (const [c, cohortMembers] of members) {
+    const channels = new Map<string, CustomerResult[]>();
+    for (const m of cohortMembers) {
+      const channel = m.row.channel!;
+      if (!channels.has(channel)) channels.set(channel, []);
+      channels.get(channel)!.push(m);
+    }
+    for (const [channel, channelMembers] of channels) {
+      for (const row of cohortTable(c, channelMembers)) {
+        const { cohort, ...rest } = row;
+        cohortsByChannel.push({ cohort, channel, ...rest });
+      }
+    }
+  }
+  cohortsByChannel.sort((x, y) => byLabel(x.cohort, y.cohort) || byLabel(x.channel, y.channel) || x.periodIndex - y.periodIndex);
+
+  // 8. Channel economics (SPEC §4): every impression ≤ T by its own channel, linked or not;
+  // acquisitions and revenue by the customer's acquisition channel.
+  interface Economics {
+    impressions: number;
+    cost: Map<string, number>;
+    acquired: number;
+    revenue: Map<string, number>;
+  }
+  const economics = new Map<string, Economics>(); // `${channel}\u0000${period}`
+  const at = (channel: string, period: number): Economics => {
+    const key = `${channel}\u0000${period}`;
+    if (!economics.has(key)) economics.set(key, { impressions: 0, cost: new Map(), acquired: 0, revenue: new Map() });
+    return economics.get(key)!;
+  };
+  for (const x of known) {
+    if (x.tp.type !== 'ad_impression') continue;
+    const e = at(x.tp.properties.channel, periodOrdinal(x.ms, granularity, timeZone));
+    e.impressions++;
+    const cost = x.tp.properties.cost;
+    if (cost !== undefined) e.cost.set(cost.currency, (e.cost.get(cost.currency) ?? 0) + cost.amountMinor);
+  }
+  for (const r of results) {
+    if (r.life.acquiredAt === null) continue;
+    const channel = r.row.channel!;
+    at(channel, periodOrdinal(r.life.acquiredAt, granularity, timeZone)).acquired++;
+    for (const p of r.life.paying) addRevenue(at(channel, periodOrdinal(p.ms, granularity, timeZone)).revenue, p.tp);
+  }
+  const channels: ChannelRow[] = [...economics]
+    .map(([key, e]) => {
+      const [channel, period] = key.split('\u0000') as [string, string];
+      return { channel, ordinal: Number(period), e };
+    })
+    .sort((x, y) => byLabel(x.channel, y.channel) || x.ordinal - y.ordinal)
+    .map(({ channel, ordinal, e }) => {
+      const cost = revenueObject(e.cost);
+      const per = (divisor: number, scale: bigint): Revenue => {
+        const out: Revenue = {};
+        for (const [currency, amount] of Object.entries(cost)) out[currency] = roundHalfUp(BigInt(amount) * scale, BigInt(divisor));
+        return out;
+      };
+      return {
+        channel,
+        period: periodLabel(ordinal, granularity),
+        impressions: e.impressions,
+        cost,
+        acquired: e.acquired,
+        revenue: revenueObject(e.revenue),
+        cpm: e.impressions > 0 ? per(e.impressions, 1000n) : {},
+        cpa: e.acquired > 0 ? per(e.acquired, 1n) : null,
+      };
+    });
+
+  return { customers: results.map((r) => r.row), cohorts, cohortsByChannel, channels };
 }

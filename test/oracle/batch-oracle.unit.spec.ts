@@ -212,8 +212,8 @@ describe('batch oracle: acquisition and rows', () => {
   });
 
   test('empty input', () => {
-    expect(oracleExport([], defaults)).toEqual({ customers: [], cohorts: [] });
-    expect(oracleExport([], defaults, '2024-01-01T00:00:00Z')).toEqual({ customers: [], cohorts: [] });
+    expect(oracleExport([], defaults)).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [] });
+    expect(oracleExport([], defaults, '2024-01-01T00:00:00Z')).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [] });
   });
 });
 
@@ -595,5 +595,74 @@ describe('batch oracle: money and duplicates', () => {
     const tps = [failure('c1', '2024-01-01T00:00:00Z', 'a'), purchase('c1', '2024-01-01T00:00:00Z', { id: 'z' })];
     expect(exportAt(tps, '2024-01-05T00:00:00Z').customers[0]?.stage).toBe('at_risk');
     expect(exportAt(tps, '2024-01-15T00:00:00Z').customers[0]).toMatchObject({ churnedAt: '2024-01-15T00:00:00.000Z', churnReason: 'payment_failure' });
+  });
+});
+
+describe('batch oracle: channel economics and cohorts by channel (SPEC §4, §7)', () => {
+  const costly = (occurredAt: string, who: { customerId?: string; anonymousId?: string }, channel: string, amountMinor: number, currency = 'USD'): Touchpoint => ({
+    ...impression(occurredAt, who, channel),
+    properties: { channel, cost: { amountMinor, currency } },
+  });
+
+  test('impressions, cost, acquisitions, revenue, CPM and CPA per channel and month, worked by hand', () => {
+    const tps = [
+      // search, January: 3 impressions (one of a visitor never linked), cost 100 + 51 USD, one without cost.
+      costly('2024-01-01T00:00:00Z', { anonymousId: 'v-never' }, 'search', 100),
+      costly('2024-01-02T00:00:00Z', { anonymousId: 'v1' }, 'search', 51),
+      impression('2024-01-03T00:00:00Z', { anonymousId: 'v1' }, 'search'),
+      // v1 is taken by c1's registration without a channel: c1's channel is search (its visitor's first impression).
+      registration('c1', '2024-01-05T00:00:00Z', { anonymousId: 'v1' }),
+      purchase('c1', '2024-01-06T00:00:00Z', { amount: 1000 }),
+      renewal('c1', '2024-02-06T00:00:00Z', { amount: 0, currency: 'EUR' }),
+      // social: cost in two currencies and nobody acquired.
+      costly('2024-02-01T00:00:00Z', { anonymousId: 'v2' }, 'social', 7, 'EUR'),
+      costly('2024-02-01T00:00:00Z', { anonymousId: 'v2' }, 'social', 0, 'JPY'),
+      // email: acquired with no impression; paid in February.
+      registration('c2', '2024-01-20T00:00:00Z', { channel: 'email' }),
+      purchase('c2', '2024-02-10T00:00:00Z', { amount: 500 }),
+    ];
+    const { channels } = oracleExport(tps, defaults, '2024-02-15T00:00:00Z');
+    expect(channels).toEqual([
+      { channel: 'email', period: '2024-01', impressions: 0, cost: {}, acquired: 1, revenue: {}, cpm: {}, cpa: {} },
+      { channel: 'email', period: '2024-02', impressions: 0, cost: {}, acquired: 0, revenue: { USD: 500 }, cpm: {}, cpa: null },
+      // CPM: 151 × 1000 / 3 = 50 333.33 → 50 333; CPA: 151 / 1 = 151.
+      { channel: 'search', period: '2024-01', impressions: 3, cost: { USD: 151 }, acquired: 1, revenue: { USD: 1000 }, cpm: { USD: 50333 }, cpa: { USD: 151 } },
+      { channel: 'search', period: '2024-02', impressions: 0, cost: {}, acquired: 0, revenue: { EUR: 0 }, cpm: {}, cpa: null },
+      // CPM: 7 × 1000 / 2 = 3 500; 0 JPY stays a currency of the cost.
+      { channel: 'social', period: '2024-02', impressions: 2, cost: { EUR: 7, JPY: 0 }, acquired: 0, revenue: {}, cpm: { EUR: 3500, JPY: 0 }, cpa: null },
+    ]);
+    // As of the end of January: February's rows are not there yet.
+    expect(oracleExport(tps, defaults, '2024-01-31T23:59:59Z').channels.map((r) => `${r.channel} ${r.period}`)).toEqual(['email 2024-01', 'search 2024-01']);
+  });
+
+  test('rounding is half up: 1 × 1000 / 8 = 125, 5 / 2 = 2.5 → 3', () => {
+    const tps = [
+      ...Array.from({ length: 8 }, (_, i) => costly(`2024-03-01T00:00:0${i}Z`, { anonymousId: `v${i}` }, 'video', i === 0 ? 5 : 0)),
+      registration('a', '2024-03-02T00:00:00Z', { channel: 'video' }),
+      registration('b', '2024-03-02T00:00:00Z', { channel: 'video' }),
+    ];
+    expect(oracleExport(tps, defaults).channels).toEqual([
+      { channel: 'video', period: '2024-03', impressions: 8, cost: { USD: 5 }, acquired: 2, revenue: {}, cpm: { USD: 625 }, cpa: { USD: 3 } },
+    ]);
+  });
+
+  test('cohorts by channel: the cohort table of each channel with a member', () => {
+    const tps = [
+      registration('a', '2024-01-05T00:00:00Z', { channel: 'email' }),
+      purchase('a', '2024-01-06T00:00:00Z'),
+      registration('b', '2024-01-07T00:00:00Z', { channel: 'search' }),
+      registration('c', '2024-02-07T00:00:00Z', { channel: 'email' }),
+      purchase('c', '2024-02-08T00:00:00Z', { amount: 300 }),
+    ];
+    const row = (cohort: string, channel: string, periodIndex: number, period: string, fields: Partial<CohortRow>) => ({
+      cohort, channel, periodIndex, period, size: 1, converted: 0, active: 0, churned: 0, reactivated: 0, revenue: {}, ...fields,
+    });
+    expect(oracleExport(tps, defaults, '2024-02-10T00:00:00Z').cohortsByChannel).toEqual([
+      row('2024-01', 'email', 0, '2024-01', { converted: 1, active: 1, revenue: { USD: 1000 } }),
+      row('2024-01', 'email', 1, '2024-02', { converted: 1 }),
+      row('2024-01', 'search', 0, '2024-01', {}),
+      row('2024-01', 'search', 1, '2024-02', {}),
+      row('2024-02', 'email', 0, '2024-02', { converted: 1, active: 1, revenue: { USD: 300 } }),
+    ]);
   });
 });

@@ -36,3 +36,32 @@ export interface CohortRow {
   reactivated: number;
   revenue: Revenue;
 }
+
+/** One line of `export cohorts --by channel` (SPEC §7): a cohort row of one acquisition channel. */
+export interface ChannelCohortRow {
+  cohort: string;
+  channel: string;
+  periodIndex: number;
+  period: string;
+  size: number;
+  converted: number;
+  active: number;
+  churned: number;
+  reactivated: number;
+  revenue: Revenue;
+}
+
+/** One line of `export channels` (SPEC §4, §7); key order is the export's. */
+export interface ChannelRow {
+  channel: string;
+  period: string;
+  impressions: number;
+  /** Currency → the impressions' cost. */
+  cost: Revenue;
+  acquired: number;
+  revenue: Revenue;
+  /** Currency of `cost` → cost per thousand impressions, rounded half up; `{}` without cost. */
+  cpm: Revenue;
+  /** Currency of `cost` → cost per customer acquired, rounded half up; null when none was. */
+  cpa: Revenue | null;
+}

@@ -1,4 +1,4 @@
-import type { CohortRow, LifecycleConfig, Revenue } from '@lifecycle/contracts';
+import type { ChannelCohortRow, CohortRow, LifecycleConfig, Revenue } from '@lifecycle/contracts';
 import type { CohortFacts } from './customer-fold.js';
 import { PeriodCalendar } from './periods.js';
 
@@ -115,6 +115,22 @@ export function cohortRows(facts: Iterable<CohortFacts>, asOf: number, config: L
   const cells = new CohortCells();
   for (const customer of facts) cells.addCustomer(customer);
   return cohortRowsFromCells(cells.cells.values(), asOf, config);
+}
+
+/** The cohort table of each acquisition channel (SPEC §7 `--by channel`), sorted by cohort, channel, period index. */
+export function cohortRowsByChannel(facts: Iterable<CohortFacts>, asOf: number, config: LifecycleConfig): ChannelCohortRow[] {
+  const byChannel = new Map<string, CohortFacts[]>();
+  for (const customer of facts) {
+    const list = byChannel.get(customer.channel);
+    if (list) list.push(customer);
+    else byChannel.set(customer.channel, [customer]);
+  }
+  const rows: ChannelCohortRow[] = [];
+  for (const [channel, members] of byChannel) {
+    for (const { cohort, ...rest } of cohortRows(members, asOf, config)) rows.push({ cohort, channel, ...rest });
+  }
+  const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return rows.sort((a, b) => order(a.cohort, b.cohort) || order(a.channel, b.channel) || a.periodIndex - b.periodIndex);
 }
 
 const cellRevenue = (cell: CohortCell): Revenue =>

@@ -81,6 +81,28 @@ export function projectAsOf(inputs: readonly CustomerInput[], asOf: number, conf
   return { asOf, customers, cohorts: cohortRows(facts, asOf, config) };
 }
 
+/** The cohort facts as of `asOf` of the customers acquired by then, folded from whole histories. */
+export function cohortFactsOf(inputs: readonly CustomerInput[], asOf: number, config: LifecycleConfig): CohortFacts[] {
+  const facts: CohortFacts[] = [];
+  for (const input of inputs) {
+    if (!input.touchpoints.some((t) => t.at <= asOf)) continue;
+    const snapshot = foldCustomer(input, asOf, config, { timeline: false });
+    if (snapshot.cohortFacts !== null) facts.push(snapshot.cohortFacts);
+  }
+  return facts;
+}
+
+/** The same from the customers' histories. */
+export function cohortFactsOfHistories(histories: Iterable<{ readonly history: CustomerHistory }>, asOf: number, config: LifecycleConfig): CohortFacts[] {
+  const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
+  const facts: CohortFacts[] = [];
+  for (const { history } of histories) {
+    const customerFacts = cohortFactsAsOf(history, asOf, calendar);
+    if (customerFacts !== null) facts.push(customerFacts);
+  }
+  return facts;
+}
+
 /**
  * The same projection from the customers' histories (sorted by customerId) instead of their
  * touchpoints: an as-of export of the read models without a fold.

@@ -266,7 +266,7 @@ export async function projectBatch(
   // Before the linked impressions are read: they may be among these.
   await store.insert(recorded);
 
-  const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], watermark, config, causedBy, (id) =>
+  const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], fresh, watermark, config, causedBy, (id) =>
     causedBy.has(id) ? (ownership.topic === null ? null : partitions.get(id)!) : (states.get(id)!.stored?.ownerPartition ?? null),
   );
   await finish(sql, state.config, config, folded, [...new Set(fresh.map(partitionOf))].map((p) => watermarkScope(ownership, p)));
@@ -330,19 +330,21 @@ export async function advanceWatermark(
   if (affected.size === 0 && watermark === state.watermark) return { stageChanges: [], corrections: 0 };
   const store = sqlEventStore(sql);
   const states = await statesOf(sql, store, keyed, affected, config);
-  const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], watermark, config, new Map(), (id) => states.get(id)!.stored?.ownerPartition ?? null);
+  const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], [], watermark, config, new Map(), (id) => states.get(id)!.stored?.ownerPartition ?? null);
   await finish(sql, state.config, config, folded, ownership.topic === null ? [undefined] : ownership.partitions.map((p) => watermarkScope(ownership, p)));
   return written;
 }
 
 /**
  * Folds customers as of `watermark` (the pure `decide`), then writes in bulk what changed: the
- * lifecycle events, rows, stage histories and the cohort cells' delta.
+ * lifecycle events, then each read model's part of the customers' changes and of the touchpoints
+ * `accepted`.
  */
 async function reproject(
   sql: SqlExecutor,
   store: SqlEventStore,
   states: readonly CustomerState[],
+  accepted: readonly Touchpoint[],
   watermark: number,
   config: LifecycleConfig,
   causedBy: ReadonlyMap<string, string[]>,
@@ -366,7 +368,7 @@ async function reproject(
     if (decision.change) customers.push(decision.change);
   }
   await store.insert(events);
-  for (const readModel of READ_MODELS) await readModel.write(sql, { customers }, config);
+  for (const readModel of READ_MODELS) await readModel.write(sql, { touchpoints: accepted, customers }, config);
   return { stageChanges, corrections, watermark };
 }
 
@@ -411,12 +413,13 @@ export async function replay(
       }
     }
     await saveVisitorLinks(sql, [...links.values()]);
+    for (const readModel of READ_MODELS) await readModel.rebuild?.(sql);
     let stageChanges = 0;
     const all = [...customers.keys()];
     for (let i = 0; i < all.length; i += REPLAY_CHUNK) {
       const chunk = all.slice(i, i + REPLAY_CHUNK);
       const states = await statesOf(sql, store, new KeyedState(), chunk, config);
-      stageChanges += (await reproject(sql, store, [...states.values()], watermark, config, new Map(), (id) => customers.get(id) ?? null)).stageChanges.length;
+      stageChanges += (await reproject(sql, store, [...states.values()], [], watermark, config, new Map(), (id) => customers.get(id) ?? null)).stageChanges.length;
       onProgress?.(i + chunk.length, all.length);
     }
     if (touchpoints.length > 0) await finish(sql, null, config, watermark, [undefined]);

@@ -11,6 +11,7 @@ export {
   type StoredCustomer,
 } from './customers.js';
 export { readCohortRows } from './cohort-cells.js';
+export { readImpressions } from './ad-impressions.js';
 export { churnRatesAtWatermark, rollingChurnRate, type StageHistoryChange } from './stage-changes.js';
 export {
   assertClaims,

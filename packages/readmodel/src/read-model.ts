@@ -1,4 +1,4 @@
-import type { LifecycleConfig } from '@lifecycle/contracts';
+import type { LifecycleConfig, Touchpoint } from '@lifecycle/contracts';
 import type { SqlExecutor } from '@lifecycle/sql';
 import type { StoredCustomer } from './customers.js';
 import type { StageHistoryChange } from './stage-changes.js';
@@ -16,6 +16,8 @@ export interface CustomerChange {
 
 /** What one transaction of the projection changed, for the read models to follow. */
 export interface ProjectedChanges {
+  /** The touchpoints it accepted (visitors' impressions included; none in a replay). */
+  readonly touchpoints: readonly Touchpoint[];
   /** The customers it re-folded whose row or stage history changed. */
   readonly customers: readonly CustomerChange[];
 }
@@ -29,4 +31,6 @@ export interface ProjectedChanges {
 export interface ReadModel {
   readonly tables: readonly string[];
   write(sql: SqlExecutor, changes: ProjectedChanges, config: LifecycleConfig): Promise<void>;
+  /** For a read model of touchpoints rather than customers: refills its emptied tables from the event streams in a `replay`. */
+  rebuild?(sql: SqlExecutor): Promise<void>;
 }

@@ -1,4 +1,5 @@
 import type { Migration } from '@lifecycle/sql';
+import { adImpressionsReadModel, IMPRESSIONS_COMPLETE } from './ad-impressions.js';
 import { cohortCellsReadModel } from './cohort-cells.js';
 import { customersReadModel } from './customers.js';
 import type { ReadModel } from './read-model.js';
@@ -118,10 +119,18 @@ export const readModelMigrations: readonly Migration[] = [
     id: '0105_customer_history',
     sql: `ALTER TABLE customers ADD COLUMN history text;`,
   },
+  {
+    // Channel economics (SPEC §4) count every impression, linked to a customer or not. A store
+    // with events from before this table reads them from the streams until its `replay`.
+    id: '0106_ad_impressions',
+    sql: `
+      CREATE TABLE ad_impressions (channel text NOT NULL, at bigint NOT NULL, cost_currency text, cost_amount bigint);
+      INSERT INTO projection_state (key, value) SELECT '${IMPRESSIONS_COMPLETE}', 'true' WHERE NOT EXISTS (SELECT 1 FROM lifecycle_events);`,
+  },
 ];
 
 /** The read models the projection keeps, each written in every projector transaction, in this order. */
-export const READ_MODELS: readonly ReadModel[] = [customersReadModel, stageChangesReadModel, cohortCellsReadModel];
+export const READ_MODELS: readonly ReadModel[] = [customersReadModel, stageChangesReadModel, cohortCellsReadModel, adImpressionsReadModel];
 
 /** Tables rebuilt by `replay` (the event streams stay): the read models' and the projection's bookkeeping. */
 export const READ_MODEL_TABLES: readonly string[] = [...READ_MODELS.flatMap((m) => m.tables), 'customer_nudges', 'visitor_links', 'projection_state'];
