@@ -100,10 +100,14 @@ describe('the lifecycle command, end to end', () => {
     const cohorts = (await lifecycle(['export', 'cohorts', '--data-dir', dataDir])).stdout;
     expect(customers).toBe(expected.customers.map((r) => JSON.stringify(r) + '\n').join(''));
     expect(cohorts).toBe(expected.cohorts.map((r) => JSON.stringify(r) + '\n').join(''));
+    const ndjson = (rows: readonly object[]) => rows.map((r) => JSON.stringify(r) + '\n').join('');
+    expect((await lifecycle(['export', 'channels', '--data-dir', dataDir])).stdout).toBe(ndjson(expected.channels));
+    expect((await lifecycle(['export', 'cohorts', '--by', 'channel', '--data-dir', dataDir])).stdout).toBe(ndjson(expected.cohortsByChannel));
 
     const asOf = '2024-04-30T23:59:59.999Z';
     const earlier = (await lifecycle(['export', 'customers', '--data-dir', dataDir, '--as-of', asOf])).stdout;
-    expect(earlier).toBe(oracleExport(valid, parseLifecycleConfig({}), asOf).customers.map((r) => JSON.stringify(r) + '\n').join(''));
+    expect(earlier).toBe(ndjson(oracleExport(valid, parseLifecycleConfig({}), asOf).customers));
+    expect((await lifecycle(['export', 'channels', '--data-dir', dataDir, '--as-of', asOf])).stdout).toBe(ndjson(oracleExport(valid, parseLifecycleConfig({}), asOf).channels));
   });
 
   test('bad settings, options and files fail with exit code 2 and a message naming them', async () => {
@@ -114,6 +118,9 @@ describe('the lifecycle command, end to end', () => {
     const asOf = await failing(['export', 'cohorts', '--data-dir', join(dir, 'x'), '--as-of', '2024-01-01']);
     expect(asOf.code).toBe(2);
     expect(asOf.stderr).toContain('--as-of');
+    const by = await failing(['export', 'channels', '--by', 'channel', '--data-dir', join(dir, 'x')]);
+    expect(by.code).toBe(2);
+    expect(by.stderr).toContain('--by applies to cohorts, not channels');
     const missing = await failing(['ingest', join(dir, 'nope.ndjson'), '--data-dir', join(dir, 'x')]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('nope.ndjson');

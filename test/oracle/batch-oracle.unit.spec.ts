@@ -599,10 +599,8 @@ describe('batch oracle: money and duplicates', () => {
 });
 
 describe('batch oracle: channel economics and cohorts by channel (SPEC §4, §7)', () => {
-  const costly = (occurredAt: string, who: { customerId?: string; anonymousId?: string }, channel: string, amountMinor: number, currency = 'USD'): Touchpoint => ({
-    ...impression(occurredAt, who, channel),
-    properties: { channel, cost: { amountMinor, currency } },
-  });
+  const costly = (occurredAt: string, who: { customerId?: string; anonymousId?: string }, channel: string, amountMinor: number, currency = 'USD'): Touchpoint =>
+    ({ ...impression(occurredAt, who, channel), properties: { channel, cost: { amountMinor, currency } } }) as Touchpoint;
 
   test('impressions, cost, acquisitions, revenue, CPM and CPA per channel and month, worked by hand', () => {
     const tps = [

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { IdentifierSchema, type LifecycleConfig } from '@lifecycle/contracts';
 import { sqlEventStore } from '@lifecycle/eventstore';
-import { customerStream, exportProjection } from '@lifecycle/projection';
+import { customerStream, exportChannels, exportCohortsByChannel, exportProjection } from '@lifecycle/projection';
 import { loadProjectionState, readCustomerRow } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { toCsv } from './csv.js';
@@ -16,8 +16,12 @@ export interface ApiOptions {
 
 const CUSTOMER_COLUMNS = ['customerId', 'stage', 'acquiredAt', 'cohort', 'channel', 'convertedAt', 'churnedAt', 'churnReason', 'payments', 'reactivations', 'referrals', 'revenue'];
 const COHORT_COLUMNS = ['cohort', 'periodIndex', 'period', 'size', 'converted', 'active', 'churned', 'reactivated', 'revenue'];
+const CHANNEL_COHORT_COLUMNS = ['cohort', 'channel', ...COHORT_COLUMNS.slice(1)];
+const CHANNEL_COLUMNS = ['channel', 'period', 'impressions', 'cost', 'acquired', 'revenue', 'cpm', 'cpa'];
 
-const exportQuery = queryParser({ asOf: instant, format: oneOf('json', 'ndjson', 'csv') });
+const FORMAT = oneOf('json', 'ndjson', 'csv');
+const exportQuery = queryParser({ asOf: instant, format: FORMAT });
+const cohortQuery = queryParser({ asOf: instant, format: FORMAT, by: oneOf('channel') });
 const noQuery = queryParser({});
 
 // The contract's identifier limit (IdentifierSchema), in characters.
@@ -78,20 +82,28 @@ export function buildApi({ db, config, logger = false }: ApiOptions): FastifyIns
     return { customer, stream: stream.map(({ revision, type, data }) => ({ revision, type, data })) };
   });
 
-  const exportRoute = (path: string, pick: 'customers' | 'cohorts', columns: readonly string[]) =>
-    app.get(path, async (request, reply) => {
-      const query = exportQuery(request.query);
-      const rows = (await exportProjection(db, config, query.asOf))[pick];
-      switch (query.format ?? 'json') {
-        case 'csv':
-          return reply.type('text/csv; charset=utf-8').send(toCsv(rows, columns));
-        case 'ndjson':
-          return reply.type('application/x-ndjson').send(rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
-        default:
-          return rows;
-      }
-    });
-  exportRoute('/customers', 'customers', CUSTOMER_COLUMNS);
-  exportRoute('/cohorts', 'cohorts', COHORT_COLUMNS);
+  const answer = (reply: FastifyReply, rows: readonly object[], format: 'json' | 'ndjson' | 'csv' | undefined, columns: readonly string[]) => {
+    switch (format ?? 'json') {
+      case 'csv':
+        return reply.type('text/csv; charset=utf-8').send(toCsv(rows, columns));
+      case 'ndjson':
+        return reply.type('application/x-ndjson').send(rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
+      default:
+        return reply.send(rows);
+    }
+  };
+  app.get('/customers', async (request, reply) => {
+    const query = exportQuery(request.query);
+    return answer(reply, (await exportProjection(db, config, query.asOf)).customers, query.format, CUSTOMER_COLUMNS);
+  });
+  app.get('/cohorts', async (request, reply) => {
+    const query = cohortQuery(request.query);
+    if (query.by === 'channel') return answer(reply, (await exportCohortsByChannel(db, config, query.asOf)).rows, query.format, CHANNEL_COHORT_COLUMNS);
+    return answer(reply, (await exportProjection(db, config, query.asOf)).cohorts, query.format, COHORT_COLUMNS);
+  });
+  app.get('/channels', async (request, reply) => {
+    const query = exportQuery(request.query);
+    return answer(reply, (await exportChannels(db, config, query.asOf)).rows, query.format, CHANNEL_COLUMNS);
+  });
   return app;
 }

@@ -12,6 +12,7 @@ const money = (amountMinor: number) => ({ amountMinor, currency: 'USD' });
 // over fastify's default 100.
 const LONG_ID = '€'.repeat(64) + '😀'.repeat(64);
 const touchpoints = [
+  { id: 'i1', type: 'ad_impression', occurredAt: '2024-01-01T00:00:00Z', anonymousId: 'v', properties: { channel: 'social', cost: { amountMinor: 250, currency: 'EUR' } } },
   { id: 'r1', type: 'registration', occurredAt: '2024-01-02T00:00:00Z', customerId: 'a', properties: { channel: 'social' } },
   { id: 'p1', type: 'purchase', occurredAt: '2024-01-03T00:00:00Z', customerId: 'a', properties: { orderId: 'o1', amount: money(1000) } },
   { id: 'r2', type: 'registration', occurredAt: '2024-01-05T00:00:00Z', customerId: '=1+2', properties: { channel: '@SUM(A1)' } },
@@ -60,10 +61,10 @@ describe('the read-model API', () => {
   describe('query parameters', () => {
     test.each([
       ['/customers?asof=2024-01-01T00:00:00Z', 'unknown query parameter "asof"; known: asOf, format'],
-      ['/cohorts?fromat=csv', 'unknown query parameter "fromat"; known: asOf, format'],
+      ['/cohorts?fromat=csv', 'unknown query parameter "fromat"; known: asOf, format, by'],
       ['/customers/a?asOf=2024-01-01T00:00:00Z', 'unknown query parameter "asOf"; known: none'],
-      ['/cohorts?toString=1', 'unknown query parameter "toString"; known: asOf, format'],
-      ['/cohorts?__proto__=1', 'unknown query parameter "__proto__"; known: asOf, format'],
+      ['/cohorts?toString=1', 'unknown query parameter "toString"; known: asOf, format, by'],
+      ['/cohorts?__proto__=1', 'unknown query parameter "__proto__"; known: asOf, format, by'],
     ])('an unknown one is a 400 naming it and the known ones: %s', async (path, message) => {
       const answer = await get(path);
       expect(answer.status).toBe(400);
@@ -141,6 +142,31 @@ describe('the read-model API', () => {
     });
   });
 
+  describe('channel economics and cohorts by channel (SPEC §4, §7)', () => {
+    test('GET /channels: per channel and period, the impressions (a visitor never linked counts), cost, acquisitions, revenue, CPM, CPA', async () => {
+      const answer = await get('/channels');
+      expect(answer.status).toBe(200);
+      expect(answer.json()).toEqual([
+        { channel: '@SUM(A1)', period: '2024-01', impressions: 0, cost: {}, acquired: 1, revenue: {}, cpm: {}, cpa: {} },
+        { channel: 'direct', period: '2024-01', impressions: 0, cost: {}, acquired: 1, revenue: {}, cpm: {}, cpa: {} },
+        { channel: 'social', period: '2024-01', impressions: 1, cost: { EUR: 250 }, acquired: 1, revenue: { USD: 1000 }, cpm: { EUR: 250000 }, cpa: { EUR: 250 } },
+      ]);
+      // Before anyone was acquired: the impression alone.
+      expect((await get('/channels?asOf=2024-01-01T12:00:00Z&format=ndjson')).text).toBe(
+        '{"channel":"social","period":"2024-01","impressions":1,"cost":{"EUR":250},"acquired":0,"revenue":{},"cpm":{"EUR":250000},"cpa":null}\n',
+      );
+    });
+
+    test('GET /cohorts?by=channel: a cohort table per acquisition channel; another value of by is a 400', async () => {
+      const rows = (await get('/cohorts?by=channel')).json();
+      expect(rows.map((r: { cohort: string; channel: string; size: number }) => `${r.cohort} ${r.channel} ${r.size}`)).toEqual(['2024-01 @SUM(A1) 1', '2024-01 direct 1', '2024-01 social 1']);
+      expect(Object.keys(rows[0])).toEqual(['cohort', 'channel', 'periodIndex', 'period', 'size', 'converted', 'active', 'churned', 'reactivated', 'revenue']);
+      const wrong = await get('/cohorts?by=campaign');
+      expect(wrong.status).toBe(400);
+      expect(wrong.json().message).toBe('by must be one of channel; got "campaign"');
+    });
+  });
+
   describe('CSV', () => {
     test('cells that would run as spreadsheet formulas start with a quote', async () => {
       const answer = await get('/customers?format=csv');
@@ -148,6 +174,21 @@ describe('the read-model API', () => {
       expect(answer.type).toContain('text/csv');
       const row = answer.text.split('\r\n').find((line) => line.includes('SUM'));
       expect(row).toMatch(/^'=1\+2,acquired,2024-01-05T00:00:00.000Z,2024-01,'@SUM\(A1\),/);
+    });
+
+    test('amounts by currency are one column per currency that appears, empty where a row has none', async () => {
+      const answer = await get('/channels?format=csv');
+      expect(answer.text.split('\r\n')).toEqual([
+        'channel,period,impressions,cost_EUR,acquired,revenue_USD,cpm_EUR,cpa_EUR',
+        "'@SUM(A1),2024-01,0,,1,,,",
+        'direct,2024-01,0,,1,,,',
+        'social,2024-01,1,250,1,1000,250000,250',
+        '',
+      ]);
+      const customers = (await get('/customers?format=csv')).text.split('\r\n');
+      expect(customers[0]).toBe('customerId,stage,acquiredAt,cohort,channel,convertedAt,churnedAt,churnReason,payments,reactivations,referrals,revenue_USD');
+      expect(customers.find((line) => line.startsWith('a,'))).toBe('a,converted,2024-01-02T00:00:00.000Z,2024-01,social,2024-01-03T00:00:00.000Z,,,1,0,0,1000');
+      expect(toCsv([{ m: { USD: 1, EUR: 2 } }, { m: null }, { m: {} }], ['m']).split('\r\n')).toEqual(['m_EUR,m_USD', '2,1', ',', ',', '']);
     });
 
     test('every dangerous first character, quoted where CSV needs it; numbers unchanged', () => {

@@ -81,17 +81,19 @@ program
 
 program
   .command('export')
-  .description('customers or cohorts as NDJSON (SPEC §7)')
-  .argument('<what>', 'customers | cohorts', (value: string) => {
-    if (value !== 'customers' && value !== 'cohorts') throw new InvalidArgumentError('must be customers or cohorts');
+  .description('customers, cohorts or channel economics as NDJSON (SPEC §7)')
+  .argument('<what>', 'customers | cohorts | channels', (value: string) => {
+    if (value !== 'customers' && value !== 'cohorts' && value !== 'channels') throw new InvalidArgumentError('must be customers, cohorts or channels');
     return value;
   })
   .option('--as-of <instant>', 'ISO-8601 instant with Z or offset (default: the latest occurredAt seen)')
+  .addOption(new Option('--by <dimension>', 'cohorts: one cohort table per acquisition channel').choices(['channel']))
   .addOption(dataDirOption())
   .addOption(databaseOption())
   .addOption(configOption())
-  .action(async (what: ExportKind, options: StoreOptions & { asOf?: string }) => {
-    await exportCommand(what, storeLocation(options), await loadConfig(options.config), parseAsOf(options.asOf));
+  .action(async (what: ExportKind, options: StoreOptions & { asOf?: string; by?: 'channel' }) => {
+    if (options.by !== undefined && what !== 'cohorts') throw new UsageError(`--by applies to cohorts, not ${what}`);
+    await exportCommand(what, options.by === 'channel', storeLocation(options), await loadConfig(options.config), parseAsOf(options.asOf));
   });
 
 program

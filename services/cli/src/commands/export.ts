@@ -1,15 +1,21 @@
 import type { LifecycleConfig } from '@lifecycle/contracts';
-import { exportProjection, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
+import { exportChannels, exportCohortsByChannel, exportProjection, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
+import type { SqlDatabase } from '@lifecycle/sql';
 import { writeLines } from '../lines.js';
 
-export type ExportKind = 'customers' | 'cohorts';
+export type ExportKind = 'customers' | 'cohorts' | 'channels';
+
+const rowsOf = async (db: SqlDatabase, kind: ExportKind, byChannel: boolean, config: LifecycleConfig, asOf: number | undefined): Promise<readonly object[]> => {
+  if (kind === 'channels') return (await exportChannels(db, config, asOf)).rows;
+  if (kind === 'cohorts' && byChannel) return (await exportCohortsByChannel(db, config, asOf)).rows;
+  return (await exportProjection(db, config, asOf))[kind];
+};
 
 /** SPEC §7 exports as NDJSON on stdout. */
-export async function exportCommand(kind: ExportKind, location: StoreLocation, config: LifecycleConfig, asOf: number | undefined): Promise<void> {
+export async function exportCommand(kind: ExportKind, byChannel: boolean, location: StoreLocation, config: LifecycleConfig, asOf: number | undefined): Promise<void> {
   const db = await openLifecycleStore(location);
   try {
-    const projection = await exportProjection(db, config, asOf);
-    await writeLines(projection[kind].map((row) => JSON.stringify(row)));
+    await writeLines((await rowsOf(db, kind, byChannel, config, asOf)).map((row) => JSON.stringify(row)));
   } finally {
     await db.close();
   }
