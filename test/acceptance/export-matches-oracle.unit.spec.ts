@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { parseLifecycleConfig, type LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
-import { exportChannels, exportCohortsByChannel, exportProjection, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
+import { exportChannels, exportChurns, exportCohortsByChannel, exportProjection, exportStages, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { oracleExport } from '../oracle/batch-oracle.js';
 import { oracleIntake, type OracleIntake } from '../oracle/intake.js';
@@ -95,6 +95,8 @@ describe('export equals an independent recomputation from the raw noisy lines (S
       expect(ndjson(latest.cohorts)).toEqual(ndjson(expected.cohorts));
       expect(ndjson((await exportCohortsByChannel(db, config)).rows)).toEqual(ndjson(expected.cohortsByChannel));
       expect(ndjson((await exportChannels(db, config)).rows)).toEqual(ndjson(expected.channels));
+      expect(ndjson((await exportChurns(db, config)).rows)).toEqual(ndjson(expected.churns));
+      expect(ndjson((await exportStages(db, config)).rows)).toEqual(ndjson(expected.stages));
       expect(latest.customers.length).toBeGreaterThan(30);
       for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00']) {
         const at = Date.parse(asOf);
@@ -104,6 +106,8 @@ describe('export equals an independent recomputation from the raw noisy lines (S
         expect(ndjson(earlier.cohorts)).toEqual(ndjson(atAsOf.cohorts));
         expect(ndjson((await exportCohortsByChannel(db, config, at)).rows)).toEqual(ndjson(atAsOf.cohortsByChannel));
         expect(ndjson((await exportChannels(db, config, at)).rows)).toEqual(ndjson(atAsOf.channels));
+        expect(ndjson((await exportChurns(db, config, at)).rows)).toEqual(ndjson(atAsOf.churns));
+        expect(ndjson((await exportStages(db, config, at)).rows)).toEqual(ndjson(atAsOf.stages));
       }
     });
   });

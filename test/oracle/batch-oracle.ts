@@ -9,7 +9,7 @@
  * (validation and deduplication), the noisy delivery noise.ts's.
  */
 import { DateTime } from 'luxon';
-import type { ChannelCohortRow, ChannelRow, ChurnReason, CohortRow, CustomerRow, Granularity, LifecycleConfig, Revenue, Stage, Touchpoint } from '@lifecycle/contracts';
+import type { ChannelCohortRow, ChannelRow, ChurnRow, StageRow, ChurnReason, CohortRow, CustomerRow, Granularity, LifecycleConfig, Revenue, Stage, Touchpoint } from '@lifecycle/contracts';
 
 const DAY_MS = 86_400_000;
 
@@ -223,6 +223,8 @@ export interface OracleExport {
   cohorts: CohortRow[];
   cohortsByChannel: ChannelCohortRow[];
   channels: ChannelRow[];
+  churns: ChurnRow[];
+  stages: StageRow[];
 }
 
 /** round(numerator / denominator), halves up, for non-negative integers. */
@@ -239,7 +241,7 @@ export function oracleExport(touchpoints: readonly Touchpoint[], config: Lifecyc
   const byId = new Map<string, Tp>();
   for (const tp of touchpoints) if (!byId.has(tp.id)) byId.set(tp.id, { ms: Date.parse(tp.occurredAt), tp });
   const distinct = [...byId.values()];
-  if (distinct.length === 0 && asOf === undefined) return { customers: [], cohorts: [], cohortsByChannel: [], channels: [] };
+  if (distinct.length === 0 && asOf === undefined) return { customers: [], cohorts: [], cohortsByChannel: [], channels: [], churns: [], stages: [] };
 
   // 2. As of T (default: latest occurredAt, impressions included); only touchpoints ≤ T count.
   const T = asOf !== undefined ? Date.parse(asOf) : distinct.reduce((max, x) => Math.max(max, x.ms), -Infinity);
@@ -442,5 +444,23 @@ export function oracleExport(touchpoints: readonly Touchpoint[], config: Lifecyc
       };
     });
 
-  return { customers: results.map((r) => r.row), cohorts, cohortsByChannel, channels };
+  // 9. Churns by period and reason; customers by stage.
+  const churnCounts = new Map<string, number>(); // `${ordinal}\u0000${reason}`
+  for (const r of results) {
+    for (const churn of r.life.churns) {
+      const key = `${periodOrdinal(churn.at, granularity, timeZone)}\u0000${churn.reason}`;
+      churnCounts.set(key, (churnCounts.get(key) ?? 0) + 1);
+    }
+  }
+  const churns: ChurnRow[] = [...churnCounts]
+    .map(([key, count]) => {
+      const [ordinal, reason] = key.split('\u0000') as [string, ChurnReason];
+      return { ordinal: Number(ordinal), reason, count };
+    })
+    .sort((x, y) => x.ordinal - y.ordinal || byLabel(x.reason, y.reason))
+    .map(({ ordinal, reason, count }) => ({ period: periodLabel(ordinal, granularity), reason, churns: count }));
+  const stageOrder: Stage[] = ['churned', 'at_risk', 'loyal', 'retained', 'converted', 'acquired', 'reached'];
+  const stages: StageRow[] = stageOrder.map((stage) => ({ stage, customers: results.filter((r) => r.row.stage === stage).length }));
+
+  return { customers: results.map((r) => r.row), cohorts, cohortsByChannel, channels, churns, stages };
 }

@@ -212,8 +212,9 @@ describe('batch oracle: acquisition and rows', () => {
   });
 
   test('empty input', () => {
-    expect(oracleExport([], defaults)).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [] });
-    expect(oracleExport([], defaults, '2024-01-01T00:00:00Z')).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [] });
+    expect(oracleExport([], defaults)).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [], churns: [], stages: [] });
+    const stages = ['churned', 'at_risk', 'loyal', 'retained', 'converted', 'acquired', 'reached'].map((stage) => ({ stage, customers: 0 }));
+    expect(oracleExport([], defaults, '2024-01-01T00:00:00Z')).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [], churns: [], stages });
   });
 });
 

@@ -65,3 +65,17 @@ export interface ChannelRow {
   /** Currency of `cost` → cost per customer acquired, rounded half up; null when none was. */
   cpa: Revenue | null;
 }
+
+/** One line of `export churns`: churns by reason and period as of an instant. */
+export interface ChurnRow {
+  period: string;
+  reason: ChurnReason;
+  /** Churns whose `churnedAt` is in the period (a customer churning twice counts twice). */
+  churns: number;
+}
+
+/** One line of `export stages`: customers by stage as of an instant. */
+export interface StageRow {
+  stage: Stage;
+  customers: number;
+}

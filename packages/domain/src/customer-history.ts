@@ -36,7 +36,8 @@ const upTo = <T>(items: readonly T[], asOf: number, at: (item: T) => number): T[
   return items.slice(0, n);
 };
 
-function churnsAsOf(history: CustomerHistory, asOf: number): (readonly [number, ChurnReason])[] {
+/** The customer's churns (instant, reason) by `asOf`, its pending one included once due. */
+export function churnsAsOf(history: CustomerHistory, asOf: number): (readonly [number, ChurnReason])[] {
   const churns = upTo(history.churns, asOf, (c) => c[0]);
   if (history.pending !== null && history.pending[0] <= asOf) churns.push(history.pending);
   return churns;

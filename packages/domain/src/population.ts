@@ -1,8 +1,8 @@
-import type { CohortRow, CustomerRow, LifecycleConfig, Touchpoint } from '@lifecycle/contracts';
+import { CHURN_REASONS, STAGES, type ChurnRow, type CohortRow, type CustomerRow, type LifecycleConfig, type StageRow, type Touchpoint } from '@lifecycle/contracts';
 import { timed, type TimedTouchpoint } from './canonical-order.js';
 import { cohortRows } from './cohorts.js';
 import { foldCustomer, type CustomerInput, type CohortFacts, type LinkedImpression } from './customer-fold.js';
-import { cohortFactsAsOf, rowAsOf, type CustomerHistory } from './customer-history.js';
+import { churnsAsOf, cohortFactsAsOf, rowAsOf, type CustomerHistory } from './customer-history.js';
 import { PeriodCalendar } from './periods.js';
 
 /** A registration carrying an `anonymousId`, as far as linking needs it. */
@@ -81,18 +81,7 @@ export function projectAsOf(inputs: readonly CustomerInput[], asOf: number, conf
   return { asOf, customers, cohorts: cohortRows(facts, asOf, config) };
 }
 
-/** The cohort facts as of `asOf` of the customers acquired by then, folded from whole histories. */
-export function cohortFactsOf(inputs: readonly CustomerInput[], asOf: number, config: LifecycleConfig): CohortFacts[] {
-  const facts: CohortFacts[] = [];
-  for (const input of inputs) {
-    if (!input.touchpoints.some((t) => t.at <= asOf)) continue;
-    const snapshot = foldCustomer(input, asOf, config, { timeline: false });
-    if (snapshot.cohortFacts !== null) facts.push(snapshot.cohortFacts);
-  }
-  return facts;
-}
-
-/** The same from the customers' histories. */
+/** The cohort facts as of `asOf` of the customers acquired by then, from their histories. */
 export function cohortFactsOfHistories(histories: Iterable<{ readonly history: CustomerHistory }>, asOf: number, config: LifecycleConfig): CohortFacts[] {
   const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
   const facts: CohortFacts[] = [];
@@ -123,4 +112,45 @@ export function projectHistoriesAsOf(
     if (customerFacts !== null) facts.push(customerFacts);
   }
   return { asOf, customers, cohorts: cohortRows(facts, asOf, config) };
+}
+
+/** Each customer's history as of `asOf` (those with a touchpoint by then), folded from whole histories, sorted by customerId. */
+export function historiesOf(inputs: readonly CustomerInput[], asOf: number, config: LifecycleConfig): { customerId: string; history: CustomerHistory }[] {
+  const histories: { customerId: string; history: CustomerHistory }[] = [];
+  for (const input of inputs) {
+    if (!input.touchpoints.some((t) => t.at <= asOf)) continue;
+    histories.push({ customerId: input.customerId, history: foldCustomer(input, asOf, config, { timeline: false }).history });
+  }
+  return histories.sort((a, b) => (a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : 0));
+}
+
+/** Churns by period and reason as of `asOf`, sorted by period, then reason. */
+export function churnRows(histories: Iterable<{ readonly history: CustomerHistory }>, asOf: number, config: LifecycleConfig): ChurnRow[] {
+  const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
+  const counts = new Map<number, Map<string, number>>();
+  for (const { history } of histories) {
+    for (const [at, reason] of churnsAsOf(history, asOf)) {
+      const period = calendar.indexOf(at);
+      const byReason = counts.get(period) ?? new Map<string, number>();
+      byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
+      counts.set(period, byReason);
+    }
+  }
+  return [...counts.keys()]
+    .sort((a, b) => a - b)
+    .flatMap((period) => [...CHURN_REASONS].sort().flatMap((reason) => {
+      const churns = counts.get(period)!.get(reason);
+      return churns === undefined ? [] : [{ period: calendar.label(period), reason, churns }];
+    }));
+}
+
+/** Customers by stage as of `asOf`, every stage in SPEC §3's order. */
+export function stageRows(histories: Iterable<{ readonly customerId: string; readonly history: CustomerHistory }>, asOf: number, config: LifecycleConfig): StageRow[] {
+  const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
+  const counts = new Map<string, number>();
+  for (const { customerId, history } of histories) {
+    const row = rowAsOf(customerId, history, asOf, calendar);
+    if (row !== null) counts.set(row.stage, (counts.get(row.stage) ?? 0) + 1);
+  }
+  return STAGES.map((stage) => ({ stage, customers: counts.get(stage) ?? 0 }));
 }

@@ -1,14 +1,16 @@
 import { isDeepStrictEqual } from 'node:util';
-import { TOUCHPOINT_RECORDED, type ChannelCohortRow, type ChannelRow, type LifecycleConfig, type Touchpoint } from '@lifecycle/contracts';
+import { TOUCHPOINT_RECORDED, type ChannelCohortRow, type ChannelRow, type ChurnRow, type LifecycleConfig, type StageRow, type Touchpoint } from '@lifecycle/contracts';
 import {
   channelEconomics,
-  cohortFactsOf,
+  churnRows,
   cohortFactsOfHistories,
   cohortRowsByChannel,
   groupByCustomer,
+  historiesOf,
   projectAsOf,
   projectHistoriesAsOf,
-  type CohortFacts,
+  stageRows,
+  type CustomerHistory,
   type Projection,
 } from '@lifecycle/domain';
 import { eventStoreMigrations, sqlEventStore } from '@lifecycle/eventstore';
@@ -59,13 +61,29 @@ export async function exportProjection(db: SqlDatabase, config: LifecycleConfig,
   return projectAsOf(inputs, at, config);
 }
 
-/** The customers' cohort facts as of `at`: from their histories, or (other settings, histories not all kept) folded from the streams. */
-async function cohortFactsAt(db: SqlDatabase, config: LifecycleConfig, state: ProjectionState, at: number): Promise<CohortFacts[]> {
+/**
+ * The customers' histories for an export as of `at`: the read models' (any instant: a history
+ * gives every instant), or, with other settings or histories not all kept, folded from the streams.
+ */
+async function historiesAt(db: SqlDatabase, config: LifecycleConfig, state: ProjectionState, at: number): Promise<{ customerId: string; history: CustomerHistory }[]> {
   if (isDeepStrictEqual(state.config, config)) {
     const histories = await readCustomerHistories(db);
-    if (histories !== null) return cohortFactsOfHistories(histories, at, config);
+    if (histories !== null) return histories;
   }
-  return cohortFactsOf(groupByCustomer(await recordedTouchpoints(db)).inputs, at, config);
+  return historiesOf(groupByCustomer(await recordedTouchpoints(db)).inputs, at, config);
+}
+
+/** Rows as of `asOf` (default: the latest event time recorded) computed from the customers' histories (and the store). */
+async function exportFromHistories<Row>(
+  db: SqlDatabase,
+  config: LifecycleConfig,
+  asOf: number | undefined,
+  rows: (histories: { customerId: string; history: CustomerHistory }[], at: number) => Row[] | Promise<Row[]>,
+): Promise<Export<Row>> {
+  const state = await loadProjectionState(db);
+  if (state.watermark === null) return { asOf: asOf ?? Number.NaN, rows: [] };
+  const at = asOf ?? state.watermark;
+  return { asOf: at, rows: await rows(await historiesAt(db, config, state, at), at) };
 }
 
 /** A table of SPEC §7 as of `asOf` (default: the latest event time recorded). */
@@ -75,17 +93,17 @@ export interface Export<Row> {
 }
 
 /** The cohort table of each acquisition channel (SPEC §7 `--by channel`). */
-export async function exportCohortsByChannel(db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<ChannelCohortRow>> {
-  const state = await loadProjectionState(db);
-  if (state.watermark === null) return { asOf: asOf ?? Number.NaN, rows: [] };
-  const at = asOf ?? state.watermark;
-  return { asOf: at, rows: cohortRowsByChannel(await cohortFactsAt(db, config, state, at), at, config) };
-}
+export const exportCohortsByChannel = (db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<ChannelCohortRow>> =>
+  exportFromHistories(db, config, asOf, (histories, at) => cohortRowsByChannel(cohortFactsOfHistories(histories, at, config), at, config));
 
 /** Channel economics (SPEC §4, §7): impressions, cost, acquisitions, revenue, CPM and CPA per channel and period. */
-export async function exportChannels(db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<ChannelRow>> {
-  const state = await loadProjectionState(db);
-  if (state.watermark === null) return { asOf: asOf ?? Number.NaN, rows: [] };
-  const at = asOf ?? state.watermark;
-  return { asOf: at, rows: channelEconomics(await cohortFactsAt(db, config, state, at), await readImpressions(db, at), at, config) };
-}
+export const exportChannels = (db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<ChannelRow>> =>
+  exportFromHistories(db, config, asOf, async (histories, at) => channelEconomics(cohortFactsOfHistories(histories, at, config), await readImpressions(db, at), at, config));
+
+/** Churns by period and reason. */
+export const exportChurns = (db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<ChurnRow>> =>
+  exportFromHistories(db, config, asOf, (histories, at) => churnRows(histories, at, config));
+
+/** Customers by stage. */
+export const exportStages = (db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<StageRow>> =>
+  exportFromHistories(db, config, asOf, (histories, at) => stageRows(histories, at, config));

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { IdentifierSchema, type LifecycleConfig } from '@lifecycle/contracts';
 import { sqlEventStore } from '@lifecycle/eventstore';
-import { customerStream, exportChannels, exportCohortsByChannel, exportProjection } from '@lifecycle/projection';
+import { customerStream, exportChannels, exportChurns, exportCohortsByChannel, exportProjection, exportStages } from '@lifecycle/projection';
 import { loadProjectionState, readCustomerRow } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { toCsv } from './csv.js';
@@ -104,6 +104,14 @@ export function buildApi({ db, config, logger = false }: ApiOptions): FastifyIns
   app.get('/channels', async (request, reply) => {
     const query = exportQuery(request.query);
     return answer(reply, (await exportChannels(db, config, query.asOf)).rows, query.format, CHANNEL_COLUMNS);
+  });
+  app.get('/churns', async (request, reply) => {
+    const query = exportQuery(request.query);
+    return answer(reply, (await exportChurns(db, config, query.asOf)).rows, query.format, ['period', 'reason', 'churns']);
+  });
+  app.get('/stages', async (request, reply) => {
+    const query = exportQuery(request.query);
+    return answer(reply, (await exportStages(db, config, query.asOf)).rows, query.format, ['stage', 'customers']);
   });
   return app;
 }

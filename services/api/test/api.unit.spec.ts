@@ -167,6 +167,16 @@ describe('the read-model API', () => {
     });
   });
 
+  describe('churns by reason and customers by stage', () => {
+    test('GET /stages and GET /churns, at the watermark and later (a churns by inactivity on 03-03)', async () => {
+      const stages = (at: string) => get(`/stages${at}`).then((a) => Object.fromEntries(a.json().map((r: { stage: string; customers: number }) => [r.stage, r.customers])));
+      expect(await stages('')).toEqual({ churned: 0, at_risk: 0, loyal: 0, retained: 0, converted: 1, acquired: 2, reached: 0 });
+      expect(await stages('?asOf=2024-04-01T00:00:00Z')).toEqual({ churned: 1, at_risk: 0, loyal: 0, retained: 0, converted: 0, acquired: 2, reached: 0 });
+      expect((await get('/churns')).json()).toEqual([]);
+      expect((await get('/churns?asOf=2024-04-01T00:00:00Z&format=csv')).text).toBe('period,reason,churns\r\n2024-03,inactivity,1\r\n');
+    });
+  });
+
   describe('CSV', () => {
     test('cells that would run as spreadsheet formulas start with a quote', async () => {
       const answer = await get('/customers?format=csv');

@@ -3,7 +3,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ConfigMismatchError, enableTestFaults, type CrashPoint } from '@lifecycle/projection';
 import { MixedWritersError } from '@lifecycle/readmodel';
 import { DirectoryInUseError } from '@lifecycle/sql';
-import { exportCommand, type ExportKind } from './commands/export.js';
+import { EXPORT_KINDS, exportCommand, type ExportKind } from './commands/export.js';
 import { generateCommand } from './commands/generate.js';
 import { ingestCommand } from './commands/ingest.js';
 import { mirrorEventStoreCommand } from './commands/mirror.js';
@@ -81,9 +81,9 @@ program
 
 program
   .command('export')
-  .description('customers, cohorts or channel economics as NDJSON (SPEC §7)')
-  .argument('<what>', 'customers | cohorts | channels', (value: string) => {
-    if (value !== 'customers' && value !== 'cohorts' && value !== 'channels') throw new InvalidArgumentError('must be customers, cohorts or channels');
+  .description('customers, cohorts, channel economics, churns by reason or customers by stage as NDJSON (SPEC §7)')
+  .argument('<what>', EXPORT_KINDS.join(' | '), (value: string) => {
+    if (!(EXPORT_KINDS as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${EXPORT_KINDS.join(', ')}`);
     return value;
   })
   .option('--as-of <instant>', 'ISO-8601 instant with Z or offset (default: the latest occurredAt seen)')
