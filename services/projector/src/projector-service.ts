@@ -130,13 +130,17 @@ export class ProjectorService {
     this.settleTimer = setInterval(() => void this.settleIfIdle(), SETTLE_INTERVAL_MS);
   }
 
-  /** Finishes the batches in flight and commits what was consumed, then leaves the groups. */
+  /** Stops fetching, commits what was consumed while the partitions are still this instance's, then leaves the groups. */
   async stop(): Promise<void> {
     clearInterval(this.idleTimer);
     clearInterval(this.settleTimer);
-    await Promise.allSettled([this.repartition.stop(), this.projectConsumer.stop()]);
+    this.projectConsumer.pause([{ topic: this.options.topics.byCustomer }]);
+    await Promise.allSettled([this.repartition.stop(), this.commitPending()]);
+    await this.projectConsumer.disconnect().catch(() => undefined);
+    // A batch in flight when fetching stopped: committed if the partitions are still this
+    // instance's, fenced (and fetched again by their next owner) if not.
     await this.commitPending().catch(() => undefined);
-    await Promise.allSettled([this.projectConsumer.disconnect(), this.deadLetters.disconnect()]);
+    await this.deadLetters.disconnect().catch(() => undefined);
   }
 
   /**

@@ -77,11 +77,17 @@ export class RepartitionStage {
     await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.consume(payload) });
   }
 
-  /** Stops fetching, commits what was consumed, leaves the group. */
+  /**
+   * Stops fetching, commits what was consumed while this instance still holds its partitions
+   * (leaving first would let their next owner start from older committed offsets and publish
+   * the same messages again), then leaves the group.
+   */
   async stop(): Promise<void> {
-    await this.consumer.stop().catch(() => undefined);
+    this.consumer.pause([{ topic: this.options.topics.input }]);
     await this.commit().catch(() => undefined);
-    await Promise.allSettled([this.consumer.disconnect(), this.producer.disconnect()]);
+    await this.consumer.disconnect().catch(() => undefined);
+    await this.commit().catch(() => undefined); // a batch that was in flight: its partitions may be another's now, the transaction is harmless either way
+    await this.producer.disconnect().catch(() => undefined);
   }
 
   private async consume({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
