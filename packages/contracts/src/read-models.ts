@@ -37,18 +37,9 @@ export interface CohortRow {
   revenue: Revenue;
 }
 
-/** One line of `export cohorts --by channel` (SPEC §7): a cohort row of one acquisition channel. */
-export interface ChannelCohortRow {
-  cohort: string;
+/** One line of `export cohorts --by channel` (SPEC §7): a cohort row of one acquisition channel, `channel` written after `cohort`. */
+export interface ChannelCohortRow extends CohortRow {
   channel: string;
-  periodIndex: number;
-  period: string;
-  size: number;
-  converted: number;
-  active: number;
-  churned: number;
-  reactivated: number;
-  revenue: Revenue;
 }
 
 /** One line of `export channels` (SPEC §4, §7); key order is the export's. */
