@@ -5,6 +5,7 @@ import { customerStream, exportChannels, exportChurns, exportCohortsByChannel, e
 import { loadProjectionState, readCustomerRow } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { toCsv } from './csv.js';
+import { registerPage } from './page.js';
 import { BadRequest, instant, oneOf, queryParser, quote } from './query.js';
 
 export interface ApiOptions {
@@ -65,6 +66,8 @@ export function buildApi({ db, config, logger = false }: ApiOptions): FastifyIns
     request.log.error(error);
     return reply.code(500).send({ error: 'internal', message: 'internal error' });
   });
+
+  registerPage(app);
 
   app.get('/health', async () => {
     const { watermark } = await loadProjectionState(db);

@@ -1,0 +1,174 @@
+/**
+ * The page's state (as-of instant, rows by cohort or by channel, currency, channel filter) and its
+ * wiring: every view is drawn from the API's answers for the same instant.
+ */
+import { ApiError, getJson } from './api.js';
+import { renderChannels } from './channels.js';
+import { renderChurns } from './churns.js';
+import { renderCustomer } from './customer.js';
+import { emptyNode, errorNode, h, show } from './dom.js';
+import { currenciesOf, formatInstant } from './format.js';
+import { renderHeatmap } from './heatmap.js';
+import { renderLtv } from './ltv.js';
+import { renderStages } from './stages.js';
+
+const $ = (id) => document.getElementById(id);
+const views = { stages: $('stages'), heatmap: $('heatmap'), ltv: $('ltv'), churns: $('churns'), channels: $('channels'), customer: $('customer') };
+const asOfInput = $('as-of');
+const currencySelect = $('currency');
+const channelSelect = $('channel-filter');
+
+const state = {
+  /** The instant every view shows: the picker's, else the watermark (null: no data at all). */
+  asOf: /** @type {string | null} */ (null),
+  byChannel: false,
+  currency: /** @type {string | undefined} */ (undefined),
+  channel: '',
+  /** The API's answers for state.asOf, or the error that came instead. */
+  cohorts: /** @type {object[] | Error} */ ([]),
+  channels: /** @type {object[] | Error} */ ([]),
+};
+
+// Answers of an older reload that arrive after a newer one started are dropped.
+let generation = 0;
+
+/** `2024-06-30T23:59:59Z` from the picker's `2024-06-30T23:59:59` (or `…T23:59`), read as UTC. */
+function pickedInstant() {
+  const value = asOfInput.value;
+  if (!value) return undefined;
+  return `${value.length === 16 ? `${value}:00` : value}Z`;
+}
+
+/** Runs `render` with the answer, or shows the error in the view instead. */
+function draw(view, answer, render) {
+  if (answer instanceof Error) show(view, errorNode(answer));
+  else render(answer);
+}
+
+const settle = (promise) => promise.catch((error) => (error instanceof Error ? error : new Error(String(error))));
+
+function drawLtv() {
+  draw(views.ltv, state.cohorts, (rows) => {
+    const currencies = currenciesOf(rows.map((row) => row.revenue));
+    if (!currencies.includes(state.currency)) state.currency = currencies[0];
+    currencySelect.replaceChildren(...currencies.map((code) => h('option', { value: code, selected: code === state.currency }, code)));
+    renderLtv(views.ltv, rows, { byChannel: state.byChannel, currency: state.currency });
+  });
+}
+
+function drawChannels() {
+  draw(views.channels, state.channels, (rows) => {
+    const channels = [...new Set(rows.map((row) => row.channel))].sort();
+    if (!channels.includes(state.channel)) state.channel = '';
+    channelSelect.replaceChildren(
+      h('option', { value: '' }, 'All channels'),
+      ...channels.map((channel) => h('option', { value: channel, selected: channel === state.channel }, channel)),
+    );
+    renderChannels(views.channels, rows, { channel: state.channel });
+  });
+}
+
+const cohortsQuery = () => ({ asOf: state.asOf ?? undefined, by: state.byChannel ? 'channel' : undefined });
+
+/** Loads every view for the picked instant (or the latest) and draws it. */
+async function reload() {
+  const mine = ++generation;
+  document.documentElement.dataset.state = 'loading';
+  $('status').textContent = 'Loading…';
+  const banner = $('banner');
+  banner.hidden = true;
+
+  let watermark;
+  try {
+    ({ watermark } = await getJson('/health'));
+  } catch (error) {
+    if (mine !== generation) return;
+    banner.textContent = `The service cannot be read: ${error.message}`;
+    banner.hidden = false;
+    $('status').textContent = 'No data shown.';
+    document.documentElement.dataset.state = 'error';
+    return;
+  }
+  const picked = pickedInstant();
+  // The watermark, asked for explicitly: every view shows the same instant even while data arrives.
+  state.asOf = picked ?? watermark;
+  const asOf = state.asOf ?? undefined;
+  const [cohorts, channels, churns, stages] = await Promise.all([
+    settle(getJson('/cohorts', cohortsQuery())),
+    settle(getJson('/channels', { asOf })),
+    settle(getJson('/churns', { asOf })),
+    settle(getJson('/stages', { asOf })),
+  ]);
+  if (mine !== generation) return;
+
+  if (watermark === null) {
+    banner.textContent = 'No touchpoints have been ingested yet, so there is nothing to show. Ingest some (lifecycle ingest <file>) and reload the page.';
+    banner.hidden = false;
+  }
+  const latest = watermark === null ? 'no data yet' : `latest data ${formatInstant(watermark)}`;
+  $('status').textContent = picked ? `As of ${formatInstant(picked)} (${latest})` : watermark === null ? 'No data yet' : `As of the latest data: ${formatInstant(watermark)}`;
+
+  Object.assign(state, { cohorts, channels });
+  draw(views.heatmap, cohorts, (rows) => renderHeatmap(views.heatmap, rows, { byChannel: state.byChannel }));
+  drawLtv();
+  drawChannels();
+  draw(views.churns, churns, (rows) => renderChurns(views.churns, rows));
+  draw(views.stages, stages, (rows) => renderStages(views.stages, rows));
+  document.documentElement.dataset.asOf = state.asOf ?? '';
+  document.documentElement.dataset.by = state.byChannel ? 'channel' : 'cohort';
+  document.documentElement.dataset.state = [cohorts, channels, churns, stages].some((answer) => answer instanceof Error) ? 'error' : 'ready';
+}
+
+/** Switches the heatmap and the LTV curves between cohorts and (cohort, channel) rows. */
+function setByChannel(byChannel) {
+  if (byChannel === state.byChannel) return;
+  state.byChannel = byChannel;
+  for (const button of document.querySelectorAll('[data-by]')) button.setAttribute('aria-pressed', String((button.dataset.by === 'channel') === byChannel));
+  reload();
+}
+
+/** Shows the customer typed in the lookup. */
+async function lookUp(customerId) {
+  const view = views.customer;
+  view.dataset.state = 'loading';
+  view.dataset.customerId = customerId;
+  show(view, emptyNode('Loading…'));
+  try {
+    const answer = await getJson(`/customers/${encodeURIComponent(customerId)}`);
+    if (view.dataset.customerId !== customerId) return;
+    renderCustomer(view, answer);
+    view.dataset.state = 'ready';
+  } catch (error) {
+    if (view.dataset.customerId !== customerId) return;
+    show(view, error instanceof ApiError && error.status === 404 ? emptyNode(`No customer with the id “${customerId}”.`) : errorNode(error));
+    view.dataset.state = 'error';
+  }
+}
+
+// A picker being typed into changes on every field: wait for the typing to pause.
+let typing;
+asOfInput.addEventListener('change', () => {
+  clearTimeout(typing);
+  typing = setTimeout(reload, 300);
+});
+$('latest').addEventListener('click', () => {
+  asOfInput.value = '';
+  reload();
+});
+$('as-of-form').addEventListener('submit', (event) => event.preventDefault());
+for (const button of document.querySelectorAll('[data-by]')) button.addEventListener('click', () => setByChannel(button.dataset.by === 'channel'));
+currencySelect.addEventListener('change', () => {
+  state.currency = currencySelect.value;
+  drawLtv();
+});
+channelSelect.addEventListener('change', () => {
+  state.channel = channelSelect.value;
+  drawChannels();
+});
+$('lookup-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const customerId = $('customer-id').value.trim();
+  if (customerId) lookUp(customerId);
+});
+
+reload();

@@ -1,0 +1,194 @@
+import { mkdir } from 'node:fs/promises';
+import type { FastifyInstance } from 'fastify';
+import type { Browser, Page } from 'puppeteer-core';
+import { buildApi } from '@lifecycle/api';
+import { parseLifecycleConfig, type LifecycleConfig } from '@lifecycle/contracts';
+import { eventStoreMigrations } from '@lifecycle/eventstore';
+import { generateTouchpoints } from '@lifecycle/generator';
+import { ingestLines } from '@lifecycle/projection';
+import { readModelMigrations } from '@lifecycle/readmodel';
+import { migrate, openPglite, type SqlDatabase } from '@lifecycle/sql';
+import { launchChromium, openTab, screenshot, type Expected } from './chromium.js';
+import { heatmapOf, pickAsOf, readChannelTable, readHeatmap, readLifecycle, type ChannelRow, type CohortRow, type DomNode } from './page-reader.js';
+
+// The analyst's page in a real browser, checked against the API it reads: what a person sees.
+const ARTIFACTS = 'test-artifacts';
+const touchpoints = [...generateTouchpoints({ customers: 400, seed: 9, months: 8 })].map((touchpoint) => JSON.stringify(touchpoint));
+
+interface Served {
+  base: string;
+  api: <T>(path: string) => Promise<T>;
+  close: () => Promise<void>;
+}
+
+/** The API with its page over real HTTP on a free port, over a store holding `lines`. */
+async function serve(config: LifecycleConfig, lines: string[]): Promise<Served> {
+  const db: SqlDatabase = await openPglite();
+  await migrate(db, [...eventStoreMigrations, ...readModelMigrations]);
+  await ingestLines(db, lines, { config });
+  const app: FastifyInstance = buildApi({ db, config, logger: false });
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  return {
+    base,
+    api: async <T>(path: string) => {
+      const response = await fetch(base + path);
+      if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+      return (await response.json()) as T;
+    },
+    close: async () => {
+      await app.close();
+      await db.close();
+    },
+  };
+}
+
+let browser: Browser;
+const tabs: { tab: Page; problems: string[] }[] = [];
+
+/** Opens the page and waits until every view is drawn; its problems are checked after the test. */
+async function openPage(served: Served, expected?: Expected): Promise<Page> {
+  const opened = await openTab(browser, `${served.base}/`, expected);
+  tabs.push(opened);
+  // Well within the test's time: a page that never gets ready fails with what went wrong.
+  await opened.tab.waitForSelector('html[data-state="ready"]', { timeout: 15_000 }).catch((error: Error) => {
+    throw new Error(`the page did not get ready: ${error.message}; problems: ${opened.problems.join('; ') || 'none'}`);
+  });
+  return opened.tab;
+}
+
+beforeAll(async () => {
+  await mkdir(ARTIFACTS, { recursive: true });
+  browser = await launchChromium();
+});
+afterAll(() => browser?.close());
+afterEach(async () => {
+  const opened = tabs.splice(0);
+  await Promise.all(opened.map(({ tab }) => tab.close()));
+  // Any console error (a script refused by the content security policy too), uncaught exception or failed request.
+  expect(opened.flatMap(({ problems }) => problems)).toEqual([]);
+});
+
+describe('the analyst page, monthly cohorts', () => {
+  let served: Served;
+  beforeAll(async () => {
+    served = await serve(parseLifecycleConfig({}), touchpoints);
+  });
+  afterAll(() => served?.close());
+
+  test('every cohort of /cohorts has its row with its retention in every cell, and the channel table is /channels', async () => {
+    const tab = await openPage(served);
+    const cohorts = await served.api<CohortRow[]>('/cohorts');
+    expect(cohorts.length).toBeGreaterThan(20);
+    expect(await readHeatmap(tab)).toEqual(heatmapOf(cohorts));
+
+    const channels = await served.api<ChannelRow[]>('/channels');
+    const table = await readChannelTable(tab);
+    expect(table.map(({ roas: _, ...row }) => row)).toEqual(channels.map((row) => ({ ...row, cpa: row.cpa ?? {} })));
+    // ROAS: revenue ÷ cost of one currency, only where both are in it, to two decimals.
+    table.forEach(({ roas }, i) => {
+      const { cost, revenue } = channels[i]!;
+      const currencies = Object.keys(cost).filter((currency) => cost[currency]! > 0 && revenue[currency] !== undefined);
+      expect(Object.keys(roas).sort()).toEqual(currencies.sort());
+      for (const currency of currencies) expect(roas[currency]).toBeCloseTo(revenue[currency]! / cost[currency]!, 2);
+    });
+  });
+
+  test('customers by stage are /stages, churns by reason are /churns', async () => {
+    const tab = await openPage(served);
+    const stages = await served.api<{ stage: string; customers: number }[]>('/stages');
+    const shown = await tab.$$eval('#stages [data-stage]', (tiles: DomNode[]) => tiles.map((tile) => [tile.dataset['stage'], tile.querySelector('dd')?.textContent]));
+    expect(Object.fromEntries(shown)).toEqual(Object.fromEntries(stages.map(({ stage, customers }) => [stage, customers.toLocaleString('en-US')])));
+
+    const churns = await served.api<{ period: string; reason: string; churns: number }[]>('/churns');
+    const bars = await tab.$$eval('#churns rect[data-churns]', (rects: DomNode[]) => rects.map((rect) => rect.querySelector('title')?.textContent));
+    const names: Record<string, string> = { payment_failure: 'payment failure', inactivity: 'inactivity' };
+    expect(churns.length).toBeGreaterThan(5);
+    for (const { period, reason, churns: count } of churns) expect(bars).toContain(`${period}, ${names[reason]}: ${count.toLocaleString('en-US')}`);
+  });
+
+  test('the as-of picker redraws the heatmap and the channel table as of that instant', async () => {
+    const tab = await openPage(served);
+    const asOf = await pickAsOf(tab, '2024-05-15T12:30:45');
+    const cohorts = await served.api<CohortRow[]>(`/cohorts?asOf=${asOf}`);
+    expect(cohorts).not.toEqual(await served.api<CohortRow[]>('/cohorts'));
+    expect(await readHeatmap(tab)).toEqual(heatmapOf(cohorts));
+    const channels = await served.api<ChannelRow[]>(`/channels?asOf=${asOf}`);
+    expect((await readChannelTable(tab)).map(({ roas: _, ...row }) => row)).toEqual(channels.map((row) => ({ ...row, cpa: row.cpa ?? {} })));
+    expect(await tab.$eval('#status', (status) => status.textContent)).toContain('As of 2024-05-15 12:30:45 UTC');
+
+    // Back to the latest: the picker emptied, the views are the API's defaults again.
+    await tab.click('#latest');
+    const { watermark } = await served.api<{ watermark: string }>('/health');
+    await tab.waitForSelector(`html[data-state="ready"][data-as-of="${watermark}"]`);
+    expect(await readHeatmap(tab)).toEqual(heatmapOf(await served.api<CohortRow[]>('/cohorts')));
+  });
+
+  test('the by-channel toggle shows the rows of /cohorts?by=channel', async () => {
+    const tab = await openPage(served);
+    await tab.click('#heatmap-toggle [data-by="channel"]');
+    await tab.waitForSelector('html[data-state="ready"][data-by="channel"]');
+    const rows = await served.api<CohortRow[]>('/cohorts?by=channel');
+    const shown = await readHeatmap(tab);
+    expect(shown).toEqual(heatmapOf(rows));
+    expect(new Set(shown.map((row) => row.channel)).size).toBeGreaterThan(3);
+  });
+
+  test('the customer lookup shows the stream: each stage change in order, with its cause', async () => {
+    const tab = await openPage(served, (url) => url.endsWith('/customers/nobody%20here'));
+    const customers = await served.api<{ customerId: string; reactivations: number }[]>('/customers');
+    // One who churned and came back: causes by touchpoint and by deadline.
+    const { customerId } = customers.find((customer) => customer.reactivations > 0)!;
+    await tab.type('#customer-id', customerId);
+    await tab.keyboard.press('Enter');
+    await tab.waitForSelector(`#customer[data-state="ready"][data-customer-id="${customerId}"]`);
+
+    const { customer, stream } = await served.api<{ customer: { stage: string }; stream: { revision: number; type: string; data: any }[] }>(`/customers/${encodeURIComponent(customerId)}`);
+    expect(await tab.$eval('#customer .customer-row', (row) => row.textContent)).toContain(customer.stage.replace('_', ' '));
+    const changes = stream.filter((event) => event.type !== 'TouchpointRecorded');
+    const shown = await readLifecycle(tab);
+    expect(shown.map(({ revision, type }) => [revision, type])).toEqual(changes.map(({ revision, type }) => [revision, type]));
+    expect(shown.map((row) => row.type)).toEqual(expect.arrayContaining(['CustomerAcquired', 'CustomerChurned', 'CustomerReactivated']));
+    shown.forEach(({ cells: [revision, type, at, stages, cause] }, i) => {
+      const { data } = changes[i]!;
+      expect(revision).toBe(String(changes[i]!.revision));
+      expect(type).toContain(changes[i]!.type);
+      expect(at).toBe(`${data.at.slice(0, 10)} ${data.at.slice(11, 19)} UTC`);
+      expect(stages).toBe(`${data.from ?? '—'} → ${data.to}`);
+      if (data.cause.kind === 'touchpoint') expect(cause).toContain(`${data.cause.touchpointType} ${data.cause.touchpointId}`);
+      else expect(cause).toContain(`${data.cause.deadline === 'inactivity' ? 'inactivity' : 'payment grace'} deadline after`), expect(cause).toContain(data.cause.after);
+    });
+    await screenshot(tab, `${ARTIFACTS}/page.png`);
+
+    // An unknown id: said so in the page (its 404 is expected, not a problem).
+    await tab.$eval('#customer-id', (input: DomNode) => (input.value = ''));
+    await tab.type('#customer-id', 'nobody here');
+    await tab.keyboard.press('Enter');
+    await tab.waitForSelector('#customer[data-state="error"][data-customer-id="nobody here"]');
+    expect(await tab.$eval('#customer', (view) => view.textContent)).toBe('No customer with the id “nobody here”.');
+  });
+});
+
+test('day cohorts: thousands of cells, each with its retention', async () => {
+  const served = await serve(parseLifecycleConfig({ cohort: { granularity: 'day' } }), touchpoints);
+  try {
+    const tab = await openPage(served);
+    const cohorts = await served.api<CohortRow[]>('/cohorts');
+    expect(cohorts.length).toBeGreaterThan(10_000);
+    expect(await readHeatmap(tab)).toEqual(heatmapOf(cohorts));
+    await screenshot(tab, `${ARTIFACTS}/page-day.png`);
+  } finally {
+    await served.close();
+  }
+});
+
+test('no data yet: the page says so', async () => {
+  const served = await serve(parseLifecycleConfig({}), []);
+  try {
+    const tab = await openPage(served);
+    expect(await served.api('/health')).toEqual({ status: 'ok', watermark: null });
+    expect(await tab.$eval('#banner', (banner: DomNode) => !banner.hidden && banner.textContent)).toContain('No touchpoints have been ingested yet');
+    expect(await tab.$eval('#heatmap', (view) => view.textContent)).toBe('No cohort yet: no customer was acquired by this instant.');
+  } finally {
+    await served.close();
+  }
+});
