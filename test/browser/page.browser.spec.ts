@@ -75,6 +75,19 @@ describe('the analyst page, monthly cohorts', () => {
   });
   afterAll(() => served?.close());
 
+  test('the page and its assets are served with a content security policy; other paths stay the API\'s', async () => {
+    for (const [path, type] of [['/', 'text/html'], ['/assets/main.js', 'javascript'], ['/assets/style.css', 'text/css']] as const) {
+      const response = await fetch(served.base + path);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toContain(type);
+      expect(response.headers.get('content-security-policy')).toContain("default-src 'self'");
+    }
+    const missing = await fetch(`${served.base}/assets/nothing.js`);
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ statusCode: 404 });
+    expect(await served.api('/health')).toMatchObject({ status: 'ok' });
+  });
+
   test('every cohort of /cohorts has its row with its retention in every cell, and the channel table is /channels', async () => {
     const tab = await openPage(served);
     const cohorts = await served.api<CohortRow[]>('/cohorts');
@@ -106,6 +119,24 @@ describe('the analyst page, monthly cohorts', () => {
     for (const { period, reason, churns: count } of churns) expect(bars).toContain(`${period}, ${names[reason]}: ${count.toLocaleString('en-US')}`);
   });
 
+  test('each LTV curve ends at its cohort\'s revenue per customer, in the currency picked', async () => {
+    const tab = await openPage(served);
+    const cohorts = await served.api<(CohortRow & { revenue: Record<string, number> })[]>('/cohorts');
+    const currencies = await tab.$$eval('#currency option', (options: DomNode[]) => options.map((option) => option.value));
+    expect(currencies).toEqual(['EUR', 'GBP', 'USD']);
+    for (const currency of currencies) {
+      await tab.select('#currency', currency);
+      const ends = await tab.$$eval('#ltv path[data-series] title', (titles: DomNode[]) => titles.map((title) => title.textContent));
+      for (const cohort of new Set(cohorts.map((row) => row.cohort))) {
+        const rows = cohorts.filter((row) => row.cohort === cohort);
+        // Σ revenue of every period so far ÷ size, never summed across currencies.
+        const ltv = rows.reduce((sum, row) => sum + (row.revenue[currency] ?? 0), 0) / rows[0]!.size / 100;
+        const figure = ltv.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+        expect(ends).toContain(`${cohort}: ${figure} ${currency} after ${rows.length - 1} periods`);
+      }
+    }
+  });
+
   test('the as-of picker redraws the heatmap and the channel table as of that instant', async () => {
     const tab = await openPage(served);
     const asOf = await pickAsOf(tab, '2024-05-15T12:30:45');
@@ -121,6 +152,24 @@ describe('the analyst page, monthly cohorts', () => {
     const { watermark } = await served.api<{ watermark: string }>('/health');
     await tab.waitForSelector(`html[data-state="ready"][data-as-of="${watermark}"]`);
     expect(await readHeatmap(tab)).toEqual(heatmapOf(await served.api<CohortRow[]>('/cohorts')));
+  });
+
+  test('an answer the API refuses is a readable message in the view that asked', async () => {
+    const tab = await openPage(served, (url) => url.includes('asOf=2150-'));
+    await tab.$eval(
+      '#as-of',
+      (input: DomNode, value) => {
+        input.value = value;
+        input.dispatchEvent(new Event('change', { bubbles: true }));
+      },
+      '2150-01-01T00:00',
+    );
+    await tab.waitForSelector('html[data-state="error"][data-as-of="2150-01-01T00:00:00Z"]');
+    for (const [view, path] of [['heatmap', '/cohorts'], ['channels', '/channels'], ['churns', '/churns'], ['stages', '/stages']]) {
+      expect(await tab.$eval(`#${view} [role="alert"]`, (alert: DomNode) => alert.textContent)).toMatch(
+        new RegExp(`^${path} answered 400: asOf must be an ISO-8601 instant with Z or an offset, from 1970`),
+      );
+    }
   });
 
   test('the by-channel toggle shows the rows of /cohorts?by=channel', async () => {

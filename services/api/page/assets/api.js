@@ -15,8 +15,8 @@ export class ApiError extends Error {
  * @param {Record<string, string | undefined>} [params]
  */
 export async function getJson(path, params = {}) {
-  const query = new URLSearchParams(Object.entries(params).filter(([, value]) => value !== undefined));
-  const url = query.size ? `${path}?${query}` : path;
+  const query = new URLSearchParams(Object.entries(params).filter(([, value]) => value !== undefined)).toString();
+  const url = query ? `${path}?${query}` : path;
   let response;
   try {
     response = await fetch(url, { headers: { accept: 'application/json' } });

@@ -11,13 +11,16 @@ const REASONS = [
 /**
  * @param {HTMLElement} container
  * @param {{period: string, reason: string, churns: number}[]} rows
+ * @param {{periods: string[]}} options  periods to show besides those with churns, so that one
+ *   without churn is an empty place on the time axis rather than missing from it
  */
-export function renderChurns(container, rows) {
+export function renderChurns(container, rows, { periods: known }) {
   if (rows.length === 0) {
     show(container, emptyNode('No churn by this instant.'));
     return;
   }
-  const periods = [...new Set(rows.map((row) => row.period))].sort();
+  // Period labels (2024-03, 2024-W09, 2024-03-01) sort as time does.
+  const periods = [...new Set([...known, ...rows.map((row) => row.period)])].sort();
   const counts = new Map(rows.map((row) => [`${row.period} ${row.reason}`, row.churns]));
   const count = (period, reason) => counts.get(`${period} ${reason}`) ?? 0;
   const totals = periods.map((period) => REASONS.reduce((sum, [reason]) => sum + count(period, reason), 0));
@@ -30,7 +33,7 @@ export function renderChurns(container, rows) {
 
   const bars = periods.flatMap((period, i) => {
     let base = 0;
-    return REASONS.map(([reason, name]) => {
+    return REASONS.filter(([reason]) => count(period, reason) > 0).map(([reason, name]) => {
       const churns = count(period, reason);
       const rect = s(
         'rect',

@@ -12,29 +12,26 @@ export const formatPercent = (part, whole) => (whole > 0 ? `${Math.round((100 * 
 /** @param {number} ratio */
 export const formatRatio = (ratio) => `${ratios.format(ratio)}×`;
 
-const minorDigits = new Map();
-/** Digits after the point in `currency`'s major unit (2 for EUR, 0 for JPY); 2 for a code Intl does not know. */
-function digitsOf(currency) {
-  if (!minorDigits.has(currency)) {
+// Per currency: its digits after the point and a formatter with them (thousands of amounts a table).
+const currencyFormats = new Map();
+function currencyFormat(currency) {
+  if (!currencyFormats.has(currency)) {
     let digits = 2;
     try {
       digits = new Intl.NumberFormat('en-US', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ?? 2;
     } catch {
       // Not an ISO-4217 code Intl knows: keep the common two digits.
     }
-    minorDigits.set(currency, digits);
+    currencyFormats.set(currency, { digits, format: new Intl.NumberFormat('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) });
   }
-  return minorDigits.get(currency);
+  return currencyFormats.get(currency);
 }
 
-/** A number of minor units in the major unit: 123456 EUR → 1234.56. */
-export const toMajor = (minor, currency) => minor / 10 ** digitsOf(currency);
+/** A number of minor units in the major unit of `currency` (2 digits for EUR, 0 for JPY): 123456 EUR → 1234.56. */
+export const toMajor = (minor, currency) => minor / 10 ** currencyFormat(currency).digits;
 
 /** `1,234.56`: minor units shown in the major unit of `currency`, with its own digits. */
-export function formatMoney(minor, currency) {
-  const digits = digitsOf(currency);
-  return new Intl.NumberFormat('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(toMajor(minor, currency));
-}
+export const formatMoney = (minor, currency) => currencyFormat(currency).format.format(toMajor(minor, currency));
 
 /** `2024-06-06 00:11:00 UTC` from an ISO-8601 UTC instant (milliseconds left to the tooltip). */
 export const formatInstant = (iso) => (iso ? `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC` : '—');

@@ -52,6 +52,7 @@ function drawLtv() {
     const currencies = currenciesOf(rows.map((row) => row.revenue));
     if (!currencies.includes(state.currency)) state.currency = currencies[0];
     currencySelect.replaceChildren(...currencies.map((code) => h('option', { value: code, selected: code === state.currency }, code)));
+    currencySelect.disabled = currencies.length === 0;
     renderLtv(views.ltv, rows, { byChannel: state.byChannel, currency: state.currency });
   });
 }
@@ -112,7 +113,9 @@ async function reload() {
   draw(views.heatmap, cohorts, (rows) => renderHeatmap(views.heatmap, rows, { byChannel: state.byChannel }));
   drawLtv();
   drawChannels();
-  draw(views.churns, churns, (rows) => renderChurns(views.churns, rows));
+  // Every period from the first acquisition to the instant has a cohort row (SPEC §4): the churn chart's time axis.
+  const periods = cohorts instanceof Error ? [] : [...new Set(cohorts.map((row) => row.period))];
+  draw(views.churns, churns, (rows) => renderChurns(views.churns, rows, { periods }));
   draw(views.stages, stages, (rows) => renderStages(views.stages, rows));
   document.documentElement.dataset.asOf = state.asOf ?? '';
   document.documentElement.dataset.by = state.byChannel ? 'channel' : 'cohort';
@@ -167,7 +170,8 @@ channelSelect.addEventListener('change', () => {
 });
 $('lookup-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  const customerId = $('customer-id').value.trim();
+  // The id exactly as typed: ids are compared exactly, and a 404 shows what was asked.
+  const customerId = $('customer-id').value;
   if (customerId) lookUp(customerId);
 });
 
