@@ -1,9 +1,10 @@
 import fc from 'fast-check';
 import { parseLifecycleConfig, type LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
-import { exportChannels, exportChurns, exportCohortsByChannel, exportProjection, exportStages, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
+import { exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportStages, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { oracleExport } from '../oracle/batch-oracle.js';
+import { oracleRollingChurnRate } from '../oracle/churn-rate.js';
 import { oracleIntake, type OracleIntake } from '../oracle/intake.js';
 import { FAULTS, EDGES, Rng, asObj, conflictingVersion, jsonText, oracleNoisyLines, type Obj } from '../oracle/noise.js';
 
@@ -108,6 +109,14 @@ describe('export equals an independent recomputation from the raw noisy lines (S
         expect(ndjson((await exportChannels(db, config, at)).rows)).toEqual(ndjson(atAsOf.channels));
         expect(ndjson((await exportChurns(db, config, at)).rows)).toEqual(ndjson(atAsOf.churns));
         expect(ndjson((await exportStages(db, config, at)).rows)).toEqual(ndjson(atAsOf.stages));
+      }
+      // The rolling churn rate at earlier instants and after the latest touchpoint (churns that come due later).
+      for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00', '2025-01-01T00:00:00Z']) {
+        for (const windowDays of [7, 30, 90]) {
+          const at = Date.parse(asOf);
+          const expectedRate = oracleRollingChurnRate(oracle.accepted, config, at, windowDays * 86_400_000);
+          expect({ asOf, windowDays, rate: (await exportChurnRate(db, config, windowDays * 86_400_000, at)).rate }).toEqual({ asOf, windowDays, rate: expectedRate });
+        }
       }
     });
   });

@@ -154,3 +154,21 @@ export function stageRows(histories: Iterable<{ readonly customerId: string; rea
   }
   return STAGES.map((stage) => ({ stage, customers: counts.get(stage) ?? 0 }));
 }
+
+/**
+ * SPEC §4's rolling churn rate over `windowMs` ending at `asOf`: customers with a churn in
+ * (asOf − window, asOf] over customers converted and not churned at asOf − window; null without
+ * a base (a rate of 0 would claim a calm that nobody could have broken).
+ */
+export function rollingChurnRateOf(histories: Iterable<{ readonly customerId: string; readonly history: CustomerHistory }>, asOf: number, windowMs: number, config: LifecycleConfig): number | null {
+  const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
+  const start = asOf - windowMs;
+  let base = 0;
+  let churned = 0;
+  for (const { customerId, history } of histories) {
+    const before = rowAsOf(customerId, history, start, calendar);
+    if (before !== null && before.convertedAt !== null && before.stage !== 'churned') base += 1;
+    if (churnsAsOf(history, asOf).some(([at]) => at > start)) churned += 1;
+  }
+  return base === 0 ? null : churned / base;
+}

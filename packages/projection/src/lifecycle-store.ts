@@ -9,6 +9,7 @@ import {
   historiesOf,
   projectAsOf,
   projectHistoriesAsOf,
+  rollingChurnRateOf,
   stageRows,
   type CustomerHistory,
   type Projection,
@@ -107,3 +108,11 @@ export const exportChurns = (db: SqlDatabase, config: LifecycleConfig, asOf?: nu
 /** Customers by stage. */
 export const exportStages = (db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<StageRow>> =>
   exportFromHistories(db, config, asOf, (histories, at) => stageRows(histories, at, config));
+
+/** The rolling churn rate (SPEC §4) over `windowMs` ending at `asOf` (default: the latest event time recorded); null without a base. */
+export async function exportChurnRate(db: SqlDatabase, config: LifecycleConfig, windowMs: number, asOf?: number): Promise<{ asOf: number | null; rate: number | null }> {
+  const state = await loadProjectionState(db);
+  if (state.watermark === null) return { asOf: asOf ?? null, rate: null };
+  const at = asOf ?? state.watermark;
+  return { asOf: at, rate: rollingChurnRateOf(await historiesAt(db, config, state, at), at, windowMs, config) };
+}

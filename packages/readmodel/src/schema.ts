@@ -127,6 +127,27 @@ export const readModelMigrations: readonly Migration[] = [
       CREATE TABLE ad_impressions (channel text NOT NULL, at bigint NOT NULL, cost_currency text, cost_amount bigint);
       INSERT INTO projection_state (key, value) SELECT '${IMPRESSIONS_COMPLETE}', 'true' WHERE NOT EXISTS (SELECT 1 FROM lifecycle_events);`,
   },
+  {
+    // SPEC §4's rolling churn rate for a window ending at any instant, for psql as for the API:
+    // customers with a churn in (T − W, T] over customers converted and not churned at T − W
+    // (their latest stage change by then), from the stage histories; NULL without a base.
+    id: '0107_churn_rate_function',
+    sql: `
+      CREATE FUNCTION lifecycle_churn_rate(asof timestamptz, win interval) RETURNS double precision LANGUAGE sql STABLE AS $$
+        WITH bounds AS (
+          SELECT round(extract(epoch FROM asof) * 1000)::bigint AS t, round(extract(epoch FROM asof - win) * 1000)::bigint AS s
+        ),
+        churned AS (
+          SELECT count(DISTINCT c.customer_id) AS n FROM stage_changes c, bounds b WHERE c.to_stage = 'churned' AND c.at > b.s AND c.at <= b.t
+        ),
+        base AS (
+          SELECT count(*) AS n FROM (
+            SELECT DISTINCT ON (c.customer_id) c.to_stage FROM stage_changes c, bounds b WHERE c.at <= b.s ORDER BY c.customer_id, c.at DESC, c.seq DESC
+          ) latest WHERE to_stage IN ('converted', 'retained', 'loyal', 'at_risk')
+        )
+        SELECT CASE WHEN base.n = 0 THEN NULL ELSE churned.n::double precision / base.n END FROM churned, base
+      $$;`,
+  },
 ];
 
 /** The read models the projection keeps, each written in every projector transaction, in this order. */

@@ -1,4 +1,4 @@
-import type { LifecycleEvent, Stage } from '@lifecycle/contracts';
+import type { LifecycleEvent } from '@lifecycle/contracts';
 import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
 import { loadProjectionState } from './bookkeeping.js';
 import type { ReadModel } from './read-model.js';
@@ -38,8 +38,6 @@ async function saveStageChanges(sql: SqlExecutor, histories: ReadonlyMap<string,
   await bulkInsert(sql, 'stage_changes', COLUMNS, records);
 }
 
-/** Stages of a customer who converted and is not churned (SPEC §3). */
-const CONVERTED_NOT_CHURNED: readonly Stage[] = ['converted', 'retained', 'loyal', 'at_risk'];
 
 /**
  * Rolling churn rate of SPEC §4 for a window ending at `asOf` (epoch ms): customers with a churn
@@ -47,19 +45,12 @@ const CONVERTED_NOT_CHURNED: readonly Stage[] = ['converted', 'retained', 'loyal
  * nobody was converted then: a rate of 0 would claim a calm that nobody could have broken.
  */
 export async function rollingChurnRate(sql: SqlExecutor, asOf: number, windowMs: number): Promise<number | null> {
-  const start = asOf - windowMs;
-  const [row] = await sql.query<{ churned: number | string; base: number | string }>(
-    `SELECT
-       (SELECT count(DISTINCT customer_id) FROM stage_changes
-         WHERE to_stage = 'churned' AND at > $1 AND at <= $2) AS churned,
-       (SELECT count(*) FROM (
-          SELECT DISTINCT ON (customer_id) to_stage FROM stage_changes
-           WHERE at <= $1 ORDER BY customer_id, at DESC, seq DESC) latest
-         WHERE to_stage = ANY($3::text[])) AS base`,
-    [start, asOf, CONVERTED_NOT_CHURNED],
+  // The SQL function analysts call from psql (migration 0107), with instants in whole milliseconds.
+  const [row] = await sql.query<{ rate: number | null }>(
+    "SELECT lifecycle_churn_rate(to_timestamp($1::bigint / 1000.0), $2::bigint * interval '1 millisecond') AS rate",
+    [asOf, windowMs],
   );
-  const base = Number(row!.base);
-  return base === 0 ? null : Number(row!.churned) / base;
+  return row!.rate === null ? null : Number(row!.rate);
 }
 
 const DAY_MS = 86_400_000;

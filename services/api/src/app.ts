@@ -1,12 +1,12 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { IdentifierSchema, type LifecycleConfig } from '@lifecycle/contracts';
 import { sqlEventStore } from '@lifecycle/eventstore';
-import { customerStream, exportChannels, exportChurns, exportCohortsByChannel, exportProjection, exportStages } from '@lifecycle/projection';
+import { customerStream, exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportStages } from '@lifecycle/projection';
 import { loadProjectionState, readCustomerRow } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { toCsv } from './csv.js';
 import { registerPage } from './page.js';
-import { BadRequest, instant, oneOf, queryParser, quote } from './query.js';
+import { BadRequest, days, instant, oneOf, queryParser, quote } from './query.js';
 
 export interface ApiOptions {
   db: SqlDatabase;
@@ -23,6 +23,8 @@ const CHANNEL_COLUMNS = ['channel', 'period', 'impressions', 'cost', 'acquired',
 const FORMAT = oneOf('json', 'ndjson', 'csv');
 const exportQuery = queryParser({ asOf: instant, format: FORMAT });
 const cohortQuery = queryParser({ asOf: instant, format: FORMAT, by: oneOf('channel') });
+const churnRateQuery = queryParser({ asOf: instant, windowDays: days });
+const DAY_MS = 86_400_000;
 const noQuery = queryParser({});
 
 // The contract's identifier limit (IdentifierSchema), in characters.
@@ -111,6 +113,12 @@ export function buildApi({ db, config, logger = false }: ApiOptions): FastifyIns
   app.get('/churns', async (request, reply) => {
     const query = exportQuery(request.query);
     return answer(reply, (await exportChurns(db, config, query.asOf)).rows, query.format, ['period', 'reason', 'churns']);
+  });
+  app.get('/churn-rate', async (request) => {
+    const query = churnRateQuery(request.query);
+    const windowDays = query.windowDays ?? 30;
+    const { asOf, rate } = await exportChurnRate(db, config, windowDays * DAY_MS, query.asOf);
+    return { asOf: asOf === null ? null : new Date(asOf).toISOString(), windowDays, rate };
   });
   app.get('/stages', async (request, reply) => {
     const query = exportQuery(request.query);

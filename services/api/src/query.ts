@@ -49,3 +49,10 @@ export const instant: ParamParser<number> = (text, name) => {
     `${name} must be an ISO-8601 instant with Z or an offset, from ${EARLIEST_INSTANT} to before ${LATEST_INSTANT}, e.g. 2024-06-30T23:59:59Z; got ${quote(text)}`,
   );
 };
+
+/** A whole number of days, 1 to 3 660 (a rolling window). */
+export const days: ParamParser<number> = (text, name) => {
+  const n = Number(text);
+  if (/^[0-9]+$/.test(text) && n >= 1 && n <= 3660) return n;
+  throw new BadRequest(`${name} must be a whole number of days from 1 to 3660; got ${quote(text)}`);
+};

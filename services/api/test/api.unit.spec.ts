@@ -173,6 +173,12 @@ describe('the read-model API', () => {
       expect(await stages('')).toEqual({ churned: 0, at_risk: 0, loyal: 0, retained: 0, converted: 1, acquired: 2, reached: 0 });
       expect(await stages('?asOf=2024-04-01T00:00:00Z')).toEqual({ churned: 1, at_risk: 0, loyal: 0, retained: 0, converted: 0, acquired: 2, reached: 0 });
       expect((await get('/churns')).json()).toEqual([]);
+      // a, converted on 01-03, churns on 03-03; it is the only customer converted by 02-01.
+      expect((await get('/churn-rate?asOf=2024-04-01T00:00:00Z&windowDays=60')).json()).toEqual({ asOf: '2024-04-01T00:00:00.000Z', windowDays: 60, rate: 1 });
+      expect((await get('/churn-rate')).json()).toEqual({ asOf: '2024-01-06T00:00:00.000Z', windowDays: 30, rate: null });
+      const bad = await get('/churn-rate?windowDays=0');
+      expect(bad.status).toBe(400);
+      expect(bad.json().message).toBe('windowDays must be a whole number of days from 1 to 3660; got "0"');
       expect((await get('/churns?asOf=2024-04-01T00:00:00Z&format=csv')).text).toBe('period,reason,churns\r\n2024-03,inactivity,1\r\n');
     });
   });
