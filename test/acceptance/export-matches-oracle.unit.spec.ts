@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { parseLifecycleConfig, type LifecycleConfig } from '@lifecycle/contracts';
+import { parseLifecycleConfig, type CohortRow, type CustomerRow, type LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
 import { exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportStages, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
 import type { SqlDatabase } from '@lifecycle/sql';
@@ -66,6 +66,35 @@ function expectSameFates(runs: readonly (readonly Uint8Array[])[], ingested: rea
 
 const ndjson = (rows: readonly object[]) => rows.map((r) => JSON.stringify(r)).join('\n');
 
+/** The analyst views (SQL) say what the export says at the watermark. */
+async function expectAnalystViews(db: SqlDatabase, cohorts: readonly CohortRow[], customers: readonly CustomerRow[]): Promise<void> {
+  const viewed = await db.query<{ cohort: string; period_index: number; period: string; size: number; converted: string; active: number; churned: number; reactivated: number; retention_rate: string }>(
+    'SELECT * FROM analyst_cohorts ORDER BY cohort, period_index',
+  );
+  expect(viewed.map((r) => ({ cohort: r.cohort, periodIndex: r.period_index, period: r.period, size: r.size, converted: Number(r.converted), active: r.active, churned: r.churned, reactivated: r.reactivated }))).toEqual(
+    cohorts.map(({ revenue: _, ...rest }) => rest),
+  );
+  expect(viewed.map((r) => Number(r.retention_rate))).toEqual(cohorts.map((c) => Math.round((c.active / c.size) * 10_000) / 10_000));
+  const revenue = await db.query<{ cohort: string; period_index: number; currency: string; revenue: string; cumulative_revenue: string }>(
+    'SELECT cohort, period_index, currency, revenue, cumulative_revenue FROM analyst_cohort_revenue',
+  );
+  const cumulative = new Map<string, number>();
+  for (const c of cohorts) {
+    for (const [currency, amount] of Object.entries(c.revenue)) {
+      const key = `${c.cohort} ${currency}`;
+      cumulative.set(key, (cumulative.get(key) ?? 0) + amount);
+    }
+    for (const r of revenue.filter((x) => x.cohort === c.cohort && x.period_index === c.periodIndex)) {
+      expect([c.cohort, c.periodIndex, r.currency, Number(r.revenue), Number(r.cumulative_revenue)]).toEqual([c.cohort, c.periodIndex, r.currency, c.revenue[r.currency] ?? 0, cumulative.get(`${c.cohort} ${r.currency}`) ?? 0]);
+    }
+  }
+  // Every amount of the export is in the view.
+  const keys = new Set(revenue.map((r) => `${r.cohort} ${r.period_index} ${r.currency}`));
+  expect(cohorts.flatMap((c) => Object.keys(c.revenue).map((currency) => `${c.cohort} ${c.periodIndex} ${currency}`)).filter((k) => !keys.has(k))).toEqual([]);
+  const rows = await db.query<{ customer_id: string; stage: string }>('SELECT customer_id, stage FROM analyst_customers');
+  expect(rows.length).toBe(customers.length);
+}
+
 describe('export equals an independent recomputation from the raw noisy lines (SPEC §2–§5, §7)', () => {
   const base = [...generateTouchpoints({ customers: 150, seed: 11, months: 8 })];
   const noisy = oracleNoisyLines(base, {
@@ -99,6 +128,7 @@ describe('export equals an independent recomputation from the raw noisy lines (S
       expect(ndjson((await exportChurns(db, config)).rows)).toEqual(ndjson(expected.churns));
       expect(ndjson((await exportStages(db, config)).rows)).toEqual(ndjson(expected.stages));
       expect(latest.customers.length).toBeGreaterThan(30);
+      await expectAnalystViews(db, latest.cohorts, latest.customers);
       for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00']) {
         const at = Date.parse(asOf);
         const earlier = await exportProjection(db, config, at);

@@ -16,6 +16,7 @@ import {
   ownerPartitions,
   saveConfig,
   saveGeneration,
+  savePeriods,
   saveVisitorLinks,
   saveWatermark,
   takeNudges,
@@ -302,6 +303,7 @@ async function shareOut(sql: SqlExecutor, ownership: Ownership, keyed: KeyedStat
 async function finish(sql: SqlExecutor, stored: LifecycleConfig | null, config: LifecycleConfig, watermark: number, scopes: readonly (string | undefined)[]): Promise<void> {
   if (stored === null) await saveConfig(sql, config);
   for (const scope of scopes) await saveWatermark(sql, watermark, scope);
+  await savePeriods(sql, watermark, config);
 }
 
 /**

@@ -12,6 +12,7 @@ export {
 } from './customers.js';
 export { readCohortRows } from './cohort-cells.js';
 export { readImpressions } from './ad-impressions.js';
+export { savePeriods } from './analyst-views.js';
 export { churnRatesAtWatermark, rollingChurnRate, type StageHistoryChange } from './stage-changes.js';
 export {
   assertClaims,

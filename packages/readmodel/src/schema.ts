@@ -148,10 +148,62 @@ export const readModelMigrations: readonly Migration[] = [
         SELECT CASE WHEN base.n = 0 THEN NULL ELSE churned.n::double precision / base.n END FROM churned, base
       $$;`,
   },
+  {
+    // Views for analysts (psql, or PGlite's shell): the export's figures as of the watermark,
+    // without the projection's bookkeeping. lifecycle_periods labels every period from the
+    // earliest cohort's to the watermark's (analyst-views.ts), so a period in which nothing
+    // happened has its row too, as in the export.
+    id: '0108_analyst_views',
+    sql: `
+      CREATE TABLE lifecycle_periods (period integer PRIMARY KEY, label text NOT NULL);
+
+      CREATE VIEW analyst_customers AS
+        SELECT customer_id, stage, acquired_at, cohort, channel, converted_at, churned_at, churn_reason,
+               payments, reactivations, referrals, revenue
+        FROM customers;
+
+      -- The cohort table of export cohorts: cumulative converted, retention = active / size.
+      CREATE VIEW analyst_cohorts AS
+        SELECT c.label AS cohort, g.k AS period_index, p.label AS period, s.size,
+               sum(coalesce(cell.converted, 0)) OVER w AS converted,
+               coalesce(cell.active, 0) AS active, coalesce(cell.churned, 0) AS churned, coalesce(cell.reactivated, 0) AS reactivated,
+               round(coalesce(cell.active, 0)::numeric / s.size, 4) AS retention_rate
+        FROM (SELECT cohort_period, customers AS size FROM cohort_cells WHERE period_offset = 0 AND customers > 0) s
+        JOIN lifecycle_periods c ON c.period = s.cohort_period
+        CROSS JOIN LATERAL generate_series(0, (SELECT max(period) FROM lifecycle_periods) - s.cohort_period) AS g(k)
+        JOIN lifecycle_periods p ON p.period = s.cohort_period + g.k
+        LEFT JOIN cohort_cells cell ON cell.cohort_period = s.cohort_period AND cell.period_offset = g.k
+        WINDOW w AS (PARTITION BY s.cohort_period ORDER BY g.k);
+
+      -- Revenue per cohort, period and currency, cumulative, and per customer (LTV, minor units).
+      CREATE VIEW analyst_cohort_revenue AS
+        WITH currencies AS (
+          SELECT DISTINCT cohort_period, key AS currency FROM cohort_cells, jsonb_each_text(payments) WHERE value::numeric > 0
+        ),
+        grid AS (
+          SELECT a.cohort, a.period_index, a.period, a.size, s.cohort_period, cur.currency,
+                 coalesce((cell.revenue ->> cur.currency)::bigint, 0) AS revenue
+          FROM analyst_cohorts a
+          JOIN (SELECT period AS cohort_period, label FROM lifecycle_periods) s ON s.label = a.cohort
+          JOIN currencies cur ON cur.cohort_period = s.cohort_period
+          LEFT JOIN cohort_cells cell ON cell.cohort_period = s.cohort_period AND cell.period_offset = a.period_index
+        )
+        SELECT cohort, period_index, period, currency, revenue,
+               sum(revenue) OVER w AS cumulative_revenue,
+               round(sum(revenue) OVER w / size::numeric, 2) AS ltv
+        FROM grid
+        WINDOW w AS (PARTITION BY cohort_period, currency ORDER BY period_index);
+
+      CREATE VIEW analyst_stage_history AS
+        SELECT customer_id, seq, to_timestamp(at / 1000.0) AS at, to_stage AS stage FROM stage_changes;
+
+      CREATE VIEW analyst_impressions AS
+        SELECT channel, to_timestamp(at / 1000.0) AS at, cost_currency, cost_amount FROM ad_impressions;`,
+  },
 ];
 
 /** The read models the projection keeps, each written in every projector transaction, in this order. */
 export const READ_MODELS: readonly ReadModel[] = [customersReadModel, stageChangesReadModel, cohortCellsReadModel, adImpressionsReadModel];
 
 /** Tables rebuilt by `replay` (the event streams stay): the read models' and the projection's bookkeeping. */
-export const READ_MODEL_TABLES: readonly string[] = [...READ_MODELS.flatMap((m) => m.tables), 'customer_nudges', 'visitor_links', 'projection_state'];
+export const READ_MODEL_TABLES: readonly string[] = [...READ_MODELS.flatMap((m) => m.tables), 'lifecycle_periods', 'customer_nudges', 'visitor_links', 'projection_state'];
