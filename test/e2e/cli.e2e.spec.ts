@@ -104,6 +104,17 @@ describe('the lifecycle command, end to end', () => {
     expect((await lifecycle(['export', 'channels', '--data-dir', dataDir])).stdout).toBe(ndjson(expected.channels));
     expect((await lifecycle(['export', 'cohorts', '--by', 'channel', '--data-dir', dataDir])).stdout).toBe(ndjson(expected.cohortsByChannel));
 
+    // The analyst views through `lifecycle sql`, read-only.
+    const sql = async (statement: string) => (await lifecycle(['sql', statement, '--format', 'ndjson', '--data-dir', dataDir])).stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(await sql('SELECT count(*)::int AS n FROM analyst_customers')).toEqual([{ n: expected.customers.length }]);
+    expect(await sql('SELECT cohort, period_index, active FROM analyst_cohorts ORDER BY cohort, period_index')).toEqual(
+      expected.cohorts.map((c) => ({ cohort: c.cohort, period_index: c.periodIndex, active: c.active })),
+    );
+    const refused = await failing(['sql', 'DELETE FROM customers', '--data-dir', dataDir]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('read-only transaction');
+    expect(await sql('SELECT count(*)::int AS n FROM analyst_customers')).toEqual([{ n: expected.customers.length }]);
+
     const asOf = '2024-04-30T23:59:59.999Z';
     const earlier = (await lifecycle(['export', 'customers', '--data-dir', dataDir, '--as-of', asOf])).stdout;
     expect(earlier).toBe(ndjson(oracleExport(valid, parseLifecycleConfig({}), asOf).customers));

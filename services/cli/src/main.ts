@@ -4,6 +4,7 @@ import { ConfigMismatchError, enableTestFaults, type CrashPoint } from '@lifecyc
 import { MixedWritersError } from '@lifecycle/readmodel';
 import { DirectoryInUseError } from '@lifecycle/sql';
 import { EXPORT_KINDS, exportCommand, type ExportKind } from './commands/export.js';
+import { sqlCommand, type SqlFormat } from './commands/sql.js';
 import { generateCommand } from './commands/generate.js';
 import { ingestCommand } from './commands/ingest.js';
 import { mirrorEventStoreCommand } from './commands/mirror.js';
@@ -175,6 +176,17 @@ program
       metricsPort: options.metricsPort,
       host: options.host,
     }, logger);
+  });
+
+program
+  .command('sql')
+  .description('run one read-only SQL statement against the store (the analyst views: README "Read models in SQL")')
+  .argument('<statement>', 'e.g. "SELECT * FROM analyst_cohorts"')
+  .addOption(new Option('--format <format>', 'table, csv or ndjson').choices(['table', 'csv', 'ndjson']).default('table'))
+  .addOption(dataDirOption())
+  .addOption(databaseOption())
+  .action(async (statement: string, options: StoreOptions & { format: SqlFormat }) => {
+    await sqlCommand(statement, storeLocation(options), options.format);
   });
 
 program
