@@ -7,7 +7,6 @@ import {
   cohortRowsByChannel,
   groupByCustomer,
   historiesOf,
-  projectAsOf,
   projectHistoriesAsOf,
   rollingChurnRateOf,
   stageRows,
@@ -53,13 +52,10 @@ export async function exportProjection(db: SqlDatabase, config: LifecycleConfig,
   const state = await loadProjectionState(db);
   if (state.watermark === null) return { asOf: asOf ?? Number.NaN, customers: [], cohorts: [] };
   const at = asOf ?? state.watermark;
-  if (isDeepStrictEqual(state.config, config)) {
-    if (at === state.watermark) return { asOf: at, customers: await readCustomerRows(db), cohorts: await readCohortRows(db, at, config) };
-    const histories = await readCustomerHistories(db);
-    if (histories !== null) return projectHistoriesAsOf(histories, at, config);
+  if (at === state.watermark && isDeepStrictEqual(state.config, config)) {
+    return { asOf: at, customers: await readCustomerRows(db), cohorts: await readCohortRows(db, at, config) };
   }
-  const { inputs } = groupByCustomer(await recordedTouchpoints(db));
-  return projectAsOf(inputs, at, config);
+  return projectHistoriesAsOf(await historiesAt(db, config, state, at), at, config);
 }
 
 /**
