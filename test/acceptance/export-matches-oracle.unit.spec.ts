@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { parseLifecycleConfig, type CohortRow, type CustomerRow, type LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
-import { exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportStages, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
+import { exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportReferrals, exportStages, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { oracleExport } from '../oracle/batch-oracle.js';
 import { oracleRollingChurnRate } from '../oracle/churn-rate.js';
@@ -127,6 +127,8 @@ describe('export equals an independent recomputation from the raw noisy lines (S
       expect(ndjson((await exportChannels(db, config)).rows)).toEqual(ndjson(expected.channels));
       expect(ndjson((await exportChurns(db, config)).rows)).toEqual(ndjson(expected.churns));
       expect(ndjson((await exportStages(db, config)).rows)).toEqual(ndjson(expected.stages));
+      expect(ndjson((await exportReferrals(db, config)).rows)).toEqual(ndjson(expected.referrals));
+      expect(expected.referrals.length).toBeGreaterThan(0);
       expect(latest.customers.length).toBeGreaterThan(30);
       await expectAnalystViews(db, latest.cohorts, latest.customers);
       for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00']) {
@@ -139,6 +141,7 @@ describe('export equals an independent recomputation from the raw noisy lines (S
         expect(ndjson((await exportChannels(db, config, at)).rows)).toEqual(ndjson(atAsOf.channels));
         expect(ndjson((await exportChurns(db, config, at)).rows)).toEqual(ndjson(atAsOf.churns));
         expect(ndjson((await exportStages(db, config, at)).rows)).toEqual(ndjson(atAsOf.stages));
+        expect(ndjson((await exportReferrals(db, config, at)).rows)).toEqual(ndjson(atAsOf.referrals));
       }
       // The rolling churn rate at earlier instants and after the latest touchpoint (churns that come due later).
       for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00', '2025-01-01T00:00:00Z']) {

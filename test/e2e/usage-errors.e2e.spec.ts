@@ -9,7 +9,7 @@ describe('usage errors of the lifecycle command exit with code 2', () => {
     ['a missing argument', ['ingest'], "error: missing required argument 'file'", 'Usage: lifecycle ingest'],
     ['an unknown option', ['ingest', 'f', '--dat-dir', 'x'], "error: unknown option '--dat-dir'", 'Usage: lifecycle ingest'],
     ['an unknown command', ['ingets'], "error: unknown command 'ingets'", 'Usage: lifecycle'],
-    ['an invalid argument', ['export', 'foo'], 'must be one of customers, cohorts, channels, churns, stages', 'Usage: lifecycle export'],
+    ['an invalid argument', ['export', 'foo'], 'must be one of customers, cohorts, channels, churns, stages, referrals', 'Usage: lifecycle export'],
     ['an invalid option value', ['generate', '--customers', 'abc'], "option '--customers <n>' argument 'abc' is invalid", 'Usage: lifecycle generate'],
     ['a missing required option', ['generate'], "error: required option '--customers <n>' not specified", 'Usage: lifecycle generate'],
     ['no command at all', [], 'Commands:', 'Usage: lifecycle'],

@@ -9,7 +9,7 @@
  * (validation and deduplication), the noisy delivery noise.ts's.
  */
 import { DateTime } from 'luxon';
-import type { ChannelCohortRow, ChannelRow, ChurnRow, StageRow, ChurnReason, CohortRow, CustomerRow, Granularity, LifecycleConfig, Revenue, Stage, Touchpoint } from '@lifecycle/contracts';
+import type { ChannelCohortRow, ChannelRow, ChurnRow, ReferralRow, StageRow, ChurnReason, CohortRow, CustomerRow, Granularity, LifecycleConfig, Revenue, Stage, Touchpoint } from '@lifecycle/contracts';
 
 const DAY_MS = 86_400_000;
 
@@ -225,6 +225,7 @@ export interface OracleExport {
   channels: ChannelRow[];
   churns: ChurnRow[];
   stages: StageRow[];
+  referrals: ReferralRow[];
 }
 
 /** round(numerator / denominator), halves up, for non-negative integers. */
@@ -241,7 +242,7 @@ export function oracleExport(touchpoints: readonly Touchpoint[], config: Lifecyc
   const byId = new Map<string, Tp>();
   for (const tp of touchpoints) if (!byId.has(tp.id)) byId.set(tp.id, { ms: Date.parse(tp.occurredAt), tp });
   const distinct = [...byId.values()];
-  if (distinct.length === 0 && asOf === undefined) return { customers: [], cohorts: [], cohortsByChannel: [], channels: [], churns: [], stages: [] };
+  if (distinct.length === 0 && asOf === undefined) return { customers: [], cohorts: [], cohortsByChannel: [], channels: [], churns: [], stages: [], referrals: [] };
 
   // 2. As of T (default: latest occurredAt, impressions included); only touchpoints ≤ T count.
   const T = asOf !== undefined ? Date.parse(asOf) : distinct.reduce((max, x) => Math.max(max, x.ms), -Infinity);
@@ -462,5 +463,21 @@ export function oracleExport(touchpoints: readonly Touchpoint[], config: Lifecyc
   const stageOrder: Stage[] = ['churned', 'at_risk', 'loyal', 'retained', 'converted', 'acquired', 'reached'];
   const stages: StageRow[] = stageOrder.map((stage) => ({ stage, customers: results.filter((r) => r.row.stage === stage).length }));
 
-  return { customers: results.map((r) => r.row), cohorts, cohortsByChannel, channels, churns, stages };
+  // 10. The referral loop: customers whose first registration (by T) names a referrer.
+  const referred = new Map<string, CustomerResult[]>();
+  for (const r of results) {
+    const first = ownOf.get(r.row.customerId)!.find((x) => x.tp.type === 'registration');
+    const referrer = first?.tp.type === 'registration' ? first.tp.properties.referredBy : undefined;
+    if (referrer === undefined) continue;
+    if (!referred.has(referrer)) referred.set(referrer, []);
+    referred.get(referrer)!.push(r);
+  }
+  const referrals: ReferralRow[] = [...referred.keys()].sort(byLabel).map((referrer) => {
+    const members = referred.get(referrer)!;
+    const revenue = new Map<string, number>();
+    for (const m of members) for (const p of m.life.paying) addRevenue(revenue, p.tp);
+    return { referrer, referred: members.length, converted: members.filter((m) => m.life.convertedAt !== null).length, revenue: revenueObject(revenue) };
+  });
+
+  return { customers: results.map((r) => r.row), cohorts, cohortsByChannel, channels, churns, stages, referrals };
 }

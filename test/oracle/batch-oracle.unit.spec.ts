@@ -212,9 +212,9 @@ describe('batch oracle: acquisition and rows', () => {
   });
 
   test('empty input', () => {
-    expect(oracleExport([], defaults)).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [], churns: [], stages: [] });
+    expect(oracleExport([], defaults)).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [], churns: [], stages: [], referrals: [] });
     const stages = ['churned', 'at_risk', 'loyal', 'retained', 'converted', 'acquired', 'reached'].map((stage) => ({ stage, customers: 0 }));
-    expect(oracleExport([], defaults, '2024-01-01T00:00:00Z')).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [], churns: [], stages });
+    expect(oracleExport([], defaults, '2024-01-01T00:00:00Z')).toEqual({ customers: [], cohorts: [], cohortsByChannel: [], channels: [], churns: [], stages, referrals: [] });
   });
 });
 
@@ -663,5 +663,26 @@ describe('batch oracle: channel economics and cohorts by channel (SPEC §4, §7)
       row('2024-01', 'search', 1, '2024-02', {}),
       row('2024-02', 'email', 0, '2024-02', { converted: 1, active: 1, revenue: { USD: 300 } }),
     ]);
+  });
+});
+
+describe('batch oracle: the referral loop', () => {
+  test('per referrer, the customers whose first registration names it, converted and their revenue, worked by hand', () => {
+    const tps = [
+      registration('r', '2024-01-01T00:00:00Z', { channel: 'email' }),
+      registration('x', '2024-01-05T00:00:00Z', { referredBy: 'r' }),
+      purchase('x', '2024-01-06T00:00:00Z', { amount: 700 }),
+      registration('y', '2024-01-07T00:00:00Z', { channel: 'search', referredBy: 'r' }),
+      // z's first registration names nobody: a later one naming r does not count.
+      registration('z', '2024-01-08T00:00:00Z'),
+      registration('z', '2024-01-09T00:00:00Z', { referredBy: 'r' }),
+      registration('w', '2024-02-01T00:00:00Z', { referredBy: 'nobody-known' }),
+      purchase('w', '2024-02-02T00:00:00Z', { amount: 5, currency: 'EUR' }),
+    ];
+    expect(oracleExport(tps, defaults).referrals).toEqual([
+      { referrer: 'nobody-known', referred: 1, converted: 1, revenue: { EUR: 5 } },
+      { referrer: 'r', referred: 2, converted: 1, revenue: { USD: 700 } },
+    ]);
+    expect(oracleExport(tps, defaults, '2024-01-05T12:00:00Z').referrals).toEqual([{ referrer: 'r', referred: 1, converted: 0, revenue: {} }]);
   });
 });

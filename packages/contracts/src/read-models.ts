@@ -70,3 +70,14 @@ export interface StageRow {
   stage: Stage;
   customers: number;
 }
+
+/** One line of `export referrals`: a referrer and the customers whose first registration names it (SPEC §3 `referredBy`). */
+export interface ReferralRow {
+  referrer: string;
+  /** Customers referred by `referrer`, registered by the instant. */
+  referred: number;
+  /** Of them, those converted by the instant. */
+  converted: number;
+  /** Their paying events' revenue by the instant. */
+  revenue: Revenue;
+}

@@ -85,6 +85,12 @@ export function foldCustomer(input: CustomerInput, asOf: number, config: Lifecyc
   return fold.snapshot(input, asOf);
 }
 
+/** The first registration as a history keeps it: when, the channel it names, who referred it. */
+function registrationFact(at: number, { channel, referredBy }: { channel?: string; referredBy?: string }): CustomerHistory['registration'] {
+  const named = channel ?? (referredBy !== undefined ? 'referral' : null);
+  return referredBy === undefined ? [at, named] : [at, named, referredBy];
+}
+
 function isCanonical(touchpoints: readonly TimedTouchpoint[]): boolean {
   for (let i = 1; i < touchpoints.length; i += 1) if (compareCanonical(touchpoints[i - 1]!, touchpoints[i]!) > 0) return false;
   return true;
@@ -247,7 +253,7 @@ class CustomerFold {
       first: this.first ?? asOf,
       registration:
         registration?.type === 'registration'
-          ? [this.firstRegistration!.at, registration.properties.channel ?? (registration.properties.referredBy !== undefined ? 'referral' : null)]
+          ? registrationFact(this.firstRegistration!.at, registration.properties)
           : null,
       impressionChannel: this.impressionChannel(input, asOf),
       conversion: this.conversion?.at ?? null,

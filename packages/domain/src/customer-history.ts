@@ -15,8 +15,8 @@ import type { PeriodCalendar } from './periods.js';
 export interface CustomerHistory {
   /** The earliest own touchpoint: the customer has a row from then on. */
   readonly first: number;
-  /** The first registration and the channel it names (`referral` for a referred one), if any. */
-  readonly registration: readonly [at: number, channel: string | null] | null;
+  /** The first registration, the channel it names (`referral` for a referred one) and the customer who referred it, if any. */
+  readonly registration: readonly [at: number, channel: string | null, referredBy?: string] | null;
   /** The channel of the canonically first impression (own or of a linked visitor) from each instant on. */
   readonly impressionChannel: readonly (readonly [from: number, channel: string])[];
   readonly conversion: number | null;

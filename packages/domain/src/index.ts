@@ -11,5 +11,5 @@ export {
 export { cohortFactsAsOf, recordedCohortFacts, rowAsOf, type CustomerHistory } from './customer-history.js';
 export { CohortCells, cohortRows, cohortRowsByChannel, cohortRowsFromCells, sortedRevenue, type CohortCell } from './cohorts.js';
 export { channelEconomics, type ImpressionFact } from './channel-economics.js';
-export { churnRows, cohortFactsOfHistories, groupByCustomer, historiesOf, stageRows, linksEarlier, projectAsOf, projectHistoriesAsOf, rollingChurnRateOf, type LinkingRegistration, type Projection } from './population.js';
+export { churnRows, cohortFactsOfHistories, groupByCustomer, historiesOf, stageRows, linksEarlier, projectAsOf, projectHistoriesAsOf, referralRows, rollingChurnRateOf, type LinkingRegistration, type Projection } from './population.js';
 export { historyChange, type HistoryChange, type RecordedLifecycleEvent } from './lifecycle-history.js';

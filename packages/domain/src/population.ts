@@ -1,6 +1,6 @@
-import { CHURN_REASONS, STAGES, type ChurnRow, type CohortRow, type CustomerRow, type LifecycleConfig, type StageRow, type Touchpoint } from '@lifecycle/contracts';
+import { CHURN_REASONS, STAGES, type ChurnRow, type CohortRow, type CustomerRow, type LifecycleConfig, type ReferralRow, type StageRow, type Touchpoint } from '@lifecycle/contracts';
 import { timed, type TimedTouchpoint } from './canonical-order.js';
-import { cohortRows } from './cohorts.js';
+import { cohortRows, sortedRevenue } from './cohorts.js';
 import { foldCustomer, type CustomerInput, type CohortFacts, type LinkedImpression } from './customer-fold.js';
 import { churnsAsOf, cohortFactsAsOf, rowAsOf, type CustomerHistory } from './customer-history.js';
 import { PeriodCalendar } from './periods.js';
@@ -171,4 +171,26 @@ export function rollingChurnRateOf(histories: Iterable<{ readonly customerId: st
     if (churnsAsOf(history, asOf).some(([at]) => at > start)) churned += 1;
   }
   return base === 0 ? null : churned / base;
+}
+
+/** The referral loop as of `asOf`: per referrer, the customers it referred, how many converted, their revenue; sorted by referrer. */
+export function referralRows(histories: Iterable<{ readonly history: CustomerHistory }>, asOf: number): ReferralRow[] {
+  const byReferrer = new Map<string, { referred: number; converted: number; revenue: Map<string, number> }>();
+  for (const { history } of histories) {
+    const registration = history.registration;
+    if (registration === null || registration[0] > asOf || registration[2] === undefined) continue;
+    const into = byReferrer.get(registration[2]) ?? { referred: 0, converted: 0, revenue: new Map<string, number>() };
+    byReferrer.set(registration[2], into);
+    into.referred += 1;
+    if (history.conversion !== null && history.conversion <= asOf) into.converted += 1;
+    for (const [at, currency, amountMinor] of history.payments) {
+      if (at <= asOf) into.revenue.set(currency, (into.revenue.get(currency) ?? 0) + amountMinor);
+    }
+  }
+  return [...byReferrer.keys()]
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .map((referrer) => {
+      const { referred, converted, revenue } = byReferrer.get(referrer)!;
+      return { referrer, referred, converted, revenue: sortedRevenue(revenue) };
+    });
 }

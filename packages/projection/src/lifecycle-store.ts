@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { TOUCHPOINT_RECORDED, type ChannelCohortRow, type ChannelRow, type ChurnRow, type LifecycleConfig, type StageRow, type Touchpoint } from '@lifecycle/contracts';
+import { TOUCHPOINT_RECORDED, type ChannelCohortRow, type ChannelRow, type ChurnRow, type LifecycleConfig, type ReferralRow, type StageRow, type Touchpoint } from '@lifecycle/contracts';
 import {
   channelEconomics,
   churnRows,
@@ -8,6 +8,7 @@ import {
   groupByCustomer,
   historiesOf,
   projectHistoriesAsOf,
+  referralRows,
   rollingChurnRateOf,
   stageRows,
   type CustomerHistory,
@@ -104,6 +105,10 @@ export const exportChurns = (db: SqlDatabase, config: LifecycleConfig, asOf?: nu
 /** Customers by stage. */
 export const exportStages = (db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<StageRow>> =>
   exportFromHistories(db, config, asOf, (histories, at) => stageRows(histories, at, config));
+
+/** The referral loop: per referrer, the customers it referred, their conversion and revenue. */
+export const exportReferrals = (db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<ReferralRow>> =>
+  exportFromHistories(db, config, asOf, (histories, at) => referralRows(histories, at));
 
 /** The rolling churn rate (SPEC §4) over `windowMs` ending at `asOf` (default: the latest event time recorded); null without a base. */
 export async function exportChurnRate(db: SqlDatabase, config: LifecycleConfig, windowMs: number, asOf?: number): Promise<{ asOf: number | null; rate: number | null }> {

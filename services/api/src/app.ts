@@ -1,7 +1,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { IdentifierSchema, type LifecycleConfig } from '@lifecycle/contracts';
 import { sqlEventStore } from '@lifecycle/eventstore';
-import { customerStream, exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportStages } from '@lifecycle/projection';
+import { customerStream, exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportReferrals, exportStages } from '@lifecycle/projection';
 import { loadProjectionState, readCustomerRow } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { toCsv } from './csv.js';
@@ -119,6 +119,10 @@ export function buildApi({ db, config, logger = false }: ApiOptions): FastifyIns
     const windowDays = query.windowDays ?? 30;
     const { asOf, rate } = await exportChurnRate(db, config, windowDays * DAY_MS, query.asOf);
     return { asOf: asOf === null ? null : new Date(asOf).toISOString(), windowDays, rate };
+  });
+  app.get('/referrals', async (request, reply) => {
+    const query = exportQuery(request.query);
+    return answer(reply, (await exportReferrals(db, config, query.asOf)).rows, query.format, ['referrer', 'referred', 'converted', 'revenue']);
   });
   app.get('/stages', async (request, reply) => {
     const query = exportQuery(request.query);

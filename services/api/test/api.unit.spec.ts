@@ -16,7 +16,7 @@ const touchpoints = [
   { id: 'r1', type: 'registration', occurredAt: '2024-01-02T00:00:00Z', customerId: 'a', properties: { channel: 'social' } },
   { id: 'p1', type: 'purchase', occurredAt: '2024-01-03T00:00:00Z', customerId: 'a', properties: { orderId: 'o1', amount: money(1000) } },
   { id: 'r2', type: 'registration', occurredAt: '2024-01-05T00:00:00Z', customerId: '=1+2', properties: { channel: '@SUM(A1)' } },
-  { id: 'r3', type: 'registration', occurredAt: '2024-01-06T00:00:00Z', customerId: LONG_ID, properties: {} },
+  { id: 'r3', type: 'registration', occurredAt: '2024-01-06T00:00:00Z', customerId: LONG_ID, properties: { referredBy: 'a' } },
 ];
 
 interface Answer {
@@ -148,7 +148,7 @@ describe('the read-model API', () => {
       expect(answer.status).toBe(200);
       expect(answer.json()).toEqual([
         { channel: '@SUM(A1)', period: '2024-01', impressions: 0, cost: {}, acquired: 1, revenue: {}, cpm: {}, cpa: {} },
-        { channel: 'direct', period: '2024-01', impressions: 0, cost: {}, acquired: 1, revenue: {}, cpm: {}, cpa: {} },
+        { channel: 'referral', period: '2024-01', impressions: 0, cost: {}, acquired: 1, revenue: {}, cpm: {}, cpa: {} },
         { channel: 'social', period: '2024-01', impressions: 1, cost: { EUR: 250 }, acquired: 1, revenue: { USD: 1000 }, cpm: { EUR: 250000 }, cpa: { EUR: 250 } },
       ]);
       // Before anyone was acquired: the impression alone.
@@ -159,7 +159,7 @@ describe('the read-model API', () => {
 
     test('GET /cohorts?by=channel: a cohort table per acquisition channel; another value of by is a 400', async () => {
       const rows = (await get('/cohorts?by=channel')).json();
-      expect(rows.map((r: { cohort: string; channel: string; size: number }) => `${r.cohort} ${r.channel} ${r.size}`)).toEqual(['2024-01 @SUM(A1) 1', '2024-01 direct 1', '2024-01 social 1']);
+      expect(rows.map((r: { cohort: string; channel: string; size: number }) => `${r.cohort} ${r.channel} ${r.size}`)).toEqual(['2024-01 @SUM(A1) 1', '2024-01 referral 1', '2024-01 social 1']);
       expect(Object.keys(rows[0])).toEqual(['cohort', 'channel', 'periodIndex', 'period', 'size', 'converted', 'active', 'churned', 'reactivated', 'revenue']);
       const wrong = await get('/cohorts?by=campaign');
       expect(wrong.status).toBe(400);
@@ -173,6 +173,7 @@ describe('the read-model API', () => {
       expect(await stages('')).toEqual({ churned: 0, at_risk: 0, loyal: 0, retained: 0, converted: 1, acquired: 2, reached: 0 });
       expect(await stages('?asOf=2024-04-01T00:00:00Z')).toEqual({ churned: 1, at_risk: 0, loyal: 0, retained: 0, converted: 0, acquired: 2, reached: 0 });
       expect((await get('/churns')).json()).toEqual([]);
+      expect((await get('/referrals')).json()).toEqual([{ referrer: 'a', referred: 1, converted: 0, revenue: {} }]);
       // a, converted on 01-03, churns on 03-03; it is the only customer converted by 02-01.
       expect((await get('/churn-rate?asOf=2024-04-01T00:00:00Z&windowDays=60')).json()).toEqual({ asOf: '2024-04-01T00:00:00.000Z', windowDays: 60, rate: 1 });
       expect((await get('/churn-rate')).json()).toEqual({ asOf: '2024-01-06T00:00:00.000Z', windowDays: 30, rate: null });
@@ -197,7 +198,7 @@ describe('the read-model API', () => {
       expect(answer.text.split('\r\n')).toEqual([
         'channel,period,impressions,cost_EUR,acquired,revenue_USD,cpm_EUR,cpa_EUR',
         "'@SUM(A1),2024-01,0,,1,,,",
-        'direct,2024-01,0,,1,,,',
+        'referral,2024-01,0,,1,,,',
         'social,2024-01,1,250,1,1000,250000,250',
         '',
       ]);

@@ -82,7 +82,7 @@ program
 
 program
   .command('export')
-  .description('customers, cohorts, channel economics, churns by reason or customers by stage as NDJSON (SPEC §7)')
+  .description('customers, cohorts, channel economics, churns by reason, customers by stage or the referral loop as NDJSON (SPEC §7)')
   .argument('<what>', EXPORT_KINDS.join(' | '), (value: string) => {
     if (!(EXPORT_KINDS as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${EXPORT_KINDS.join(', ')}`);
     return value;

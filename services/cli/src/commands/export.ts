@@ -1,15 +1,16 @@
 import type { LifecycleConfig } from '@lifecycle/contracts';
-import { exportChannels, exportChurns, exportCohortsByChannel, exportProjection, exportStages, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
+import { exportChannels, exportChurns, exportCohortsByChannel, exportProjection, exportReferrals, exportStages, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { writeLines } from '../lines.js';
 
-export type ExportKind = 'customers' | 'cohorts' | 'channels' | 'churns' | 'stages';
-export const EXPORT_KINDS: readonly ExportKind[] = ['customers', 'cohorts', 'channels', 'churns', 'stages'];
+export type ExportKind = 'customers' | 'cohorts' | 'channels' | 'churns' | 'stages' | 'referrals';
+export const EXPORT_KINDS: readonly ExportKind[] = ['customers', 'cohorts', 'channels', 'churns', 'stages', 'referrals'];
 
 const rowsOf = async (db: SqlDatabase, kind: ExportKind, byChannel: boolean, config: LifecycleConfig, asOf: number | undefined): Promise<readonly object[]> => {
   if (kind === 'channels') return (await exportChannels(db, config, asOf)).rows;
   if (kind === 'churns') return (await exportChurns(db, config, asOf)).rows;
   if (kind === 'stages') return (await exportStages(db, config, asOf)).rows;
+  if (kind === 'referrals') return (await exportReferrals(db, config, asOf)).rows;
   if (kind === 'cohorts' && byChannel) return (await exportCohortsByChannel(db, config, asOf)).rows;
   return (await exportProjection(db, config, asOf))[kind];
 };
