@@ -49,8 +49,6 @@ export interface CustomerSnapshot {
   readonly history: CustomerHistory;
   /** Every stage change up to the as-of instant, in order, with its cause (empty when not asked for). */
   readonly timeline: readonly LifecycleEvent[];
-  /** The next churn deadline after the as-of instant, if one is pending: when to look again. */
-  readonly nextDeadline: number | null;
 }
 
 interface Deadline {
@@ -269,7 +267,6 @@ class CustomerFold {
       cohortFacts: recordedCohortFacts(history, this.calendar),
       history,
       timeline: this.timeline,
-      nextDeadline: pending?.at ?? null,
     };
   }
 

@@ -53,13 +53,7 @@ export function decide(
       : events.length > 0
         ? { from: state.lifecycle.length - change.append.length, changes: change.append, replaces: change.retract.length > 0 }
         : undefined;
-  const next: StoredCustomer = {
-    row: snapshot.row,
-    history: snapshot.history,
-    cohortFacts: snapshot.cohortFacts,
-    nextDeadline: snapshot.nextDeadline,
-    ownerPartition,
-  };
+  const next: StoredCustomer = { row: snapshot.row, history: snapshot.history, ownerPartition };
   const rowChanged = !isDeepStrictEqual(stored, next);
   state.stored = next;
   return {

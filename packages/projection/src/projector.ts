@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { TOUCHPOINT_RECORDED, type LifecycleConfig, type LifecycleEvent, type Touchpoint, type TouchpointOf } from '@lifecycle/contracts';
-import { PeriodCalendar, linksEarlier, timed } from '@lifecycle/domain';
+import { linksEarlier, timed } from '@lifecycle/domain';
 import { sqlEventStore, type RecordedEvent, type SqlEventStore } from '@lifecycle/eventstore';
 import {
   READ_MODEL_TABLES,
@@ -134,13 +134,7 @@ async function lockVisitors(sql: SqlExecutor, anonymousIds: readonly string[]): 
 }
 
 /** The states of `ids`, read from the store for those not held (empty for a new customer). */
-async function statesOf(
-  sql: SqlExecutor,
-  store: SqlEventStore,
-  keyed: KeyedState,
-  ids: Iterable<string>,
-  config: LifecycleConfig,
-): Promise<Map<string, CustomerState>> {
+async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedState, ids: Iterable<string>): Promise<Map<string, CustomerState>> {
   const states = new Map<string, CustomerState>();
   const missing: string[] = [];
   for (const id of ids) {
@@ -149,7 +143,7 @@ async function statesOf(
     else states.set(id, state);
   }
   if (missing.length === 0) return states;
-  const rows = await loadCustomers(sql, missing, PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone));
+  const rows = await loadCustomers(sql, missing);
   const streams = await store.readStreams(missing.map(customerStream));
   for (const customerId of missing) {
     const events = streams.get(customerStream(customerId)) ?? [];
@@ -247,7 +241,7 @@ export async function projectBatch(
   // Churn happens when nothing happens: customers whose deadline the watermark passed.
   for (const id of await customersDueBy(sql, watermark, owned(ownership))) affected.add(id);
 
-  const states = await statesOf(sql, store, keyed, affected, config);
+  const states = await statesOf(sql, store, keyed, affected);
   const visitorRevisions = await store.lastRevisions([...new Set(impressions.map(streamOf))]);
   const recorded: RecordedEvent[] = [];
   for (const t of fresh) {
@@ -331,7 +325,7 @@ export async function advanceWatermark(
   if (ownership.topic !== null) await shareOut(sql, ownership, keyed, new Set(), affected);
   if (affected.size === 0 && watermark === state.watermark) return { stageChanges: [], corrections: 0 };
   const store = sqlEventStore(sql);
-  const states = await statesOf(sql, store, keyed, affected, config);
+  const states = await statesOf(sql, store, keyed, affected);
   const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], [], watermark, config, new Map(), (id) => states.get(id)!.stored?.ownerPartition ?? null);
   await finish(sql, state.config, config, folded, ownership.topic === null ? [undefined] : ownership.partitions.map((p) => watermarkScope(ownership, p)));
   return written;
@@ -420,7 +414,7 @@ export async function replay(
     const all = [...customers.keys()];
     for (let i = 0; i < all.length; i += REPLAY_CHUNK) {
       const chunk = all.slice(i, i + REPLAY_CHUNK);
-      const states = await statesOf(sql, store, new KeyedState(), chunk, config);
+      const states = await statesOf(sql, store, new KeyedState(), chunk);
       stageChanges += (await reproject(sql, store, [...states.values()], [], watermark, config, new Map(), (id) => customers.get(id) ?? null)).stageChanges.length;
       onProgress?.(i + chunk.length, all.length);
     }

@@ -1,7 +1,8 @@
 import type { CohortRow, LifecycleConfig } from '@lifecycle/contracts';
-import { CohortCells, PeriodCalendar, cohortRowsFromCells, type CohortCell } from '@lifecycle/domain';
+import { CohortCells, PeriodCalendar, cohortRowsFromCells, recordedCohortFacts, type CohortCell, type CohortFacts } from '@lifecycle/domain';
 import { isDeepStrictEqual } from 'node:util';
 import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
+import type { StoredCustomer } from './customers.js';
 import type { ProjectedChanges, ReadModel } from './read-model.js';
 
 interface CellRecord {
@@ -47,15 +48,24 @@ const ADD =
  */
 export const cohortCellsReadModel: ReadModel = {
   tables: ['cohort_cells'],
-  write: (sql, changes, config) => applyCohortDelta(sql, cohortDelta(changes), config),
+  write: (sql, changes, config) => applyCohortDelta(sql, cohortDelta(changes, config), config),
 };
 
-function cohortDelta(changes: ProjectedChanges): CohortCells {
+/** What a stored customer adds to the cells: what its history recorded (or, in an older row, what was kept). */
+function contribution(customer: StoredCustomer | undefined, calendar: PeriodCalendar): CohortFacts | null {
+  if (customer === undefined) return null;
+  return customer.history === null ? (customer.legacyCohortFacts ?? null) : recordedCohortFacts(customer.history, calendar);
+}
+
+function cohortDelta(changes: ProjectedChanges, config: LifecycleConfig): CohortCells {
+  const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
   const delta = new CohortCells();
   for (const { before, after, rowChanged } of changes.customers) {
-    if (!rowChanged || isDeepStrictEqual(before?.cohortFacts ?? null, after.cohortFacts)) continue;
-    if (before?.cohortFacts) delta.addCustomer(before.cohortFacts, -1);
-    if (after.cohortFacts) delta.addCustomer(after.cohortFacts);
+    if (!rowChanged) continue;
+    const [old, next] = [contribution(before, calendar), contribution(after, calendar)];
+    if (isDeepStrictEqual(old, next)) continue;
+    if (old) delta.addCustomer(old, -1);
+    if (next) delta.addCustomer(next);
   }
   return delta;
 }

@@ -1,16 +1,18 @@
 import type { CustomerRow, Stage, ChurnReason } from '@lifecycle/contracts';
-import { recordedCohortFacts, type CohortFacts, type CustomerHistory, type PeriodCalendar } from '@lifecycle/domain';
+import type { CohortFacts, CustomerHistory } from '@lifecycle/domain';
 import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
 import type { ReadModel } from './read-model.js';
 
-/** A customer as the projection keeps it: its export row and what the next batch needs. */
+/**
+ * A customer as the projection keeps it: its export row and its history, from which follow what
+ * it adds to the cohort cells and its next churn deadline.
+ */
 export interface StoredCustomer {
   row: CustomerRow;
   /** Its timed facts (null only in a row written before they were kept). */
   history: CustomerHistory | null;
-  /** What it adds to the cohort cells (follows from the history). */
-  cohortFacts: CohortFacts | null;
-  nextDeadline: number | null;
+  /** In a row written before histories were kept: what it added to the cohort cells. */
+  legacyCohortFacts?: CohortFacts | null;
   /** The partition of the by-customer topic that owns the customer; null in the embedded store. */
   ownerPartition: number | null;
 }
@@ -72,7 +74,7 @@ const COLUMNS = {
   owner_partition: 'integer',
 } as const;
 
-export async function loadCustomers(sql: SqlExecutor, ids: readonly string[], calendar: PeriodCalendar): Promise<Map<string, StoredCustomer>> {
+export async function loadCustomers(sql: SqlExecutor, ids: readonly string[]): Promise<Map<string, StoredCustomer>> {
   const found = new Map<string, StoredCustomer>();
   if (ids.length === 0) return found;
   const records = await sql.query<CustomerRecord>(
@@ -80,12 +82,9 @@ export async function loadCustomers(sql: SqlExecutor, ids: readonly string[], ca
     [ids],
   );
   for (const r of records) {
-    const history = r.history === null ? null : (JSON.parse(r.history) as CustomerHistory);
     found.set(r.customer_id, {
       row: toCustomerRow(r),
-      history,
-      cohortFacts: history === null ? r.cohort_facts : recordedCohortFacts(history, calendar),
-      nextDeadline: r.next_deadline === null ? null : Number(r.next_deadline),
+      ...(r.history === null ? { history: null, legacyCohortFacts: r.cohort_facts } : { history: JSON.parse(r.history) as CustomerHistory }),
       ownerPartition: r.owner_partition,
     });
   }
@@ -115,7 +114,7 @@ export async function ownerPartitions(sql: SqlExecutor, ids: readonly string[]):
 }
 
 async function saveCustomers(sql: SqlExecutor, customers: readonly StoredCustomer[]): Promise<void> {
-  const records = customers.map(({ row, history, nextDeadline, ownerPartition }) => ({
+  const records = customers.map(({ row, history, ownerPartition }) => ({
     customer_id: row.customerId,
     stage: row.stage,
     acquired_at: row.acquiredAt,
@@ -128,7 +127,8 @@ async function saveCustomers(sql: SqlExecutor, customers: readonly StoredCustome
     reactivations: row.reactivations,
     referrals: row.referrals,
     revenue: row.revenue,
-    next_deadline: nextDeadline,
+    // Indexed, so that due customers are found without reading histories.
+    next_deadline: history?.pending?.[0] ?? null,
     cohort_facts: null,
     history: history === null ? null : JSON.stringify(history),
     owner_partition: ownerPartition,
