@@ -4,6 +4,8 @@
 #
 #   kafka.sh start            fetch the jars (once), format storage, start, wait, print the address
 #   kafka.sh stop             stop it and delete its data (the jar cache stays)
+#   kafka.sh restart          stop it and start it again on the same data (topics, offsets and
+#                             transactions kept: a broker bounce, as in test/soak)
 #   kafka.sh status           exit 0 if it runs
 #   kafka.sh topic NAME N     create topic NAME with N partitions unless it exists
 #
@@ -109,7 +111,12 @@ start() {
     cat "$state/format.log" >&2
     exit 1
   fi
-  nohup java "${java_opts[@]}" kafka.Kafka "$state/server.properties" >"$state/stdout.log" 2>&1 &
+  launch
+}
+
+# Starts the JVM on the formatted storage in $state and waits until it answers.
+launch() {
+  nohup java "${java_opts[@]}" kafka.Kafka "$state/server.properties" >>"$state/stdout.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do
     if ! running; then
@@ -127,13 +134,36 @@ start() {
   exit 1
 }
 
-stop() {
+# Stops the JVM (SIGTERM: a controlled shutdown that flushes the logs; SIGKILL after 30 s) and
+# keeps its data.
+halt() {
   if running; then
     pid="$(cat "$pidfile")"
     kill "$pid"
     for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
+  rm -f "$pidfile"
+}
+
+# A bounce: the same broker (cluster id, topics, committed offsets, transaction state) back on
+# the same ports. `start` would format fresh storage: it deletes whatever a stopped broker left.
+restart() {
+  if [ ! -f "$state/server.properties" ] || [ ! -d "$state/data" ]; then
+    log "no broker data in $state to restart on: kafka.sh start"
+    exit 1
+  fi
+  halt
+  # The ports are free once the JVM is gone; wait for the kernel to release them.
+  for _ in $(seq 1 30); do
+    if ! port_taken "$port" && ! port_taken "$controller_port"; then break; fi
+    sleep 1
+  done
+  launch
+}
+
+stop() {
+  halt
   rm -rf "$state"
 }
 
@@ -147,10 +177,11 @@ topic() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
   status) running || exit 1 ;;
   topic) topic "${2:?topic name}" "${3:?partitions}" ;;
   *)
-    echo "usage: kafka.sh start|stop|status|topic NAME PARTITIONS" >&2
+    echo "usage: kafka.sh start|stop|restart|status|topic NAME PARTITIONS" >&2
     exit 2
     ;;
 esac
