@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { parseLifecycleConfig, type CohortRow, type CustomerRow, type LifecycleConfig } from '@lifecycle/contracts';
+import { parseLifecycleConfig, type ChannelRow, type ChurnRow, type CohortRow, type CustomerRow, type LifecycleConfig, type ReferralRow } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
 import { exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportReferrals, exportStages, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
 import type { SqlDatabase } from '@lifecycle/sql';
@@ -66,15 +66,37 @@ function expectSameFates(runs: readonly (readonly Uint8Array[])[], ingested: rea
 
 const ndjson = (rows: readonly object[]) => rows.map((r) => JSON.stringify(r)).join('\n');
 
+/** What the analyst views of channels, churns and referrals (SQL) hold, as the export's rows. */
+async function historyViews(db: SqlDatabase): Promise<{ channels: ChannelRow[]; churns: ChurnRow[]; referrals: ReferralRow[] }> {
+  // Counts and sums come back as text (bigint, numeric); jsonb maps as objects of numbers.
+  const channels = await db.query<{ channel: string; period: string; impressions: string; cost: object; acquired: string; revenue: object; cpm: object; cpa: object | null }>('SELECT * FROM analyst_channels');
+  const churns = await db.query<{ period: string; reason: ChurnRow['reason']; churns: string }>('SELECT * FROM analyst_churns');
+  const referrals = await db.query<{ referrer: string; referred: string; converted: string; revenue: object }>('SELECT * FROM analyst_referrals');
+  return {
+    channels: channels.map((r) => ({ ...r, impressions: Number(r.impressions), acquired: Number(r.acquired) }) as ChannelRow),
+    churns: churns.map((r) => ({ ...r, churns: Number(r.churns) })),
+    referrals: referrals.map((r) => ({ ...r, referred: Number(r.referred), converted: Number(r.converted) }) as ReferralRow),
+  };
+}
+
 /** The analyst views (SQL) say what the export says at the watermark. */
-async function expectAnalystViews(db: SqlDatabase, cohorts: readonly CohortRow[], customers: readonly CustomerRow[]): Promise<void> {
-  const viewed = await db.query<{ cohort: string; period_index: number; period: string; size: number; converted: string; active: number; churned: number; reactivated: number; retention_rate: string }>(
+async function expectAnalystViews(
+  db: SqlDatabase,
+  cohorts: readonly CohortRow[],
+  customers: readonly CustomerRow[],
+  exported: { channels: readonly ChannelRow[]; churns: readonly ChurnRow[]; referrals: readonly ReferralRow[] },
+): Promise<void> {
+  const viewed = await historyViews(db);
+  expect(ndjson(viewed.channels)).toEqual(ndjson(exported.channels));
+  expect(ndjson(viewed.churns)).toEqual(ndjson(exported.churns));
+  expect(ndjson(viewed.referrals)).toEqual(ndjson(exported.referrals));
+  const cohortView = await db.query<{ cohort: string; period_index: number; period: string; size: number; converted: string; active: number; churned: number; reactivated: number; retention_rate: string }>(
     'SELECT * FROM analyst_cohorts ORDER BY cohort, period_index',
   );
-  expect(viewed.map((r) => ({ cohort: r.cohort, periodIndex: r.period_index, period: r.period, size: r.size, converted: Number(r.converted), active: r.active, churned: r.churned, reactivated: r.reactivated }))).toEqual(
+  expect(cohortView.map((r) => ({ cohort: r.cohort, periodIndex: r.period_index, period: r.period, size: r.size, converted: Number(r.converted), active: r.active, churned: r.churned, reactivated: r.reactivated }))).toEqual(
     cohorts.map(({ revenue: _, ...rest }) => rest),
   );
-  expect(viewed.map((r) => Number(r.retention_rate))).toEqual(cohorts.map((c) => Math.round((c.active / c.size) * 10_000) / 10_000));
+  expect(cohortView.map((r) => Number(r.retention_rate))).toEqual(cohorts.map((c) => Math.round((c.active / c.size) * 10_000) / 10_000));
   const revenue = await db.query<{ cohort: string; period_index: number; currency: string; revenue: string; cumulative_revenue: string }>(
     'SELECT cohort, period_index, currency, revenue, cumulative_revenue FROM analyst_cohort_revenue',
   );
@@ -130,7 +152,7 @@ describe('export equals an independent recomputation from the raw noisy lines (S
       expect(ndjson((await exportReferrals(db, config)).rows)).toEqual(ndjson(expected.referrals));
       expect(expected.referrals.length).toBeGreaterThan(0);
       expect(latest.customers.length).toBeGreaterThan(30);
-      await expectAnalystViews(db, latest.cohorts, latest.customers);
+      await expectAnalystViews(db, latest.cohorts, latest.customers, expected);
       for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00']) {
         const at = Date.parse(asOf);
         const earlier = await exportProjection(db, config, at);

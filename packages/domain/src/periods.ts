@@ -101,14 +101,18 @@ export class PeriodCalendar {
   label(index: number): string {
     let label = this.labels.get(index);
     if (label === undefined) {
-      if (this.starts.length === 0) throw new RangeError(`period ${index}: no period numbered yet, ask indexOf first`);
-      // Periods far from every instant seen so far (an old cohort, a late T): extend the range.
-      while (index < this.firstNumber) this.cover(this.starts[0]! - 1);
-      while (index >= this.firstNumber + this.starts.length) this.cover(this.end);
-      const start = this.starts[index - this.firstNumber]!;
-      label = labelFormat[this.granularity](DateTime.fromMillis(start, { zone: this.timeZone }));
+      label = labelFormat[this.granularity](DateTime.fromMillis(this.bounds(index)[0], { zone: this.timeZone }));
       this.labels.set(index, label);
     }
     return label;
+  }
+
+  /** The instants of a period number, [start, end) in epoch ms; as `label`, after some `indexOf`. */
+  bounds(index: number): [start: number, end: number] {
+    if (this.starts.length === 0) throw new RangeError(`period ${index}: no period numbered yet, ask indexOf first`);
+    // Periods far from every instant seen so far (an old cohort, a late T): extend the range.
+    while (index < this.firstNumber) this.cover(this.starts[0]! - 1);
+    while (index + 1 >= this.firstNumber + this.starts.length) this.cover(this.end);
+    return [this.starts[index - this.firstNumber]!, this.starts[index + 1 - this.firstNumber]!];
   }
 }

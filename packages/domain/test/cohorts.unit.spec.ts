@@ -29,6 +29,18 @@ describe('periods (SPEC §4)', () => {
     expect(calendar.indexOf(Date.parse('2024-10-26T22:00:00Z'))).toBe(autumn);
     expect(calendar.indexOf(Date.parse('2024-10-27T22:59:59Z'))).toBe(autumn);
     expect(calendar.label(autumn)).toBe('2024-10-27');
+    expect(calendar.bounds(spring)).toEqual([Date.parse('2024-03-30T23:00:00Z'), Date.parse('2024-03-31T22:00:00Z')]);
+    expect(calendar.bounds(autumn)).toEqual([Date.parse('2024-10-26T22:00:00Z'), Date.parse('2024-10-27T23:00:00Z')]);
+  });
+
+  test('bounds: a period ends where the next starts, and holds exactly its instants', () => {
+    const calendar = PeriodCalendar.of('week', 'America/New_York');
+    const first = calendar.indexOf(Date.parse('2024-02-26T12:00:00Z'));
+    for (let period = first - 60; period < first + 60; period += 1) {
+      const [start, end] = calendar.bounds(period);
+      expect(calendar.bounds(period + 1)[0]).toBe(end);
+      expect([calendar.indexOf(start), calendar.indexOf(end - 1), calendar.indexOf(end)]).toEqual([period, period, period + 1]);
+    }
   });
 
   test('a period years away from every instant seen so far still has its label', () => {

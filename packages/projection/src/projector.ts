@@ -200,7 +200,12 @@ export async function projectBatch(
   if (fresh.length === 0) return outcome;
   await injectStoreFault(sql, fresh);
   let watermark = state.watermark ?? Number.NEGATIVE_INFINITY;
-  for (const t of fresh) watermark = Math.max(watermark, Date.parse(t.occurredAt));
+  let earliest = Number.POSITIVE_INFINITY;
+  for (const t of fresh) {
+    const at = Date.parse(t.occurredAt);
+    watermark = Math.max(watermark, at);
+    earliest = Math.min(earliest, at);
+  }
 
   const affected = new Set<string>();
   const causedBy = new Map<string, string[]>();
@@ -264,7 +269,7 @@ export async function projectBatch(
   const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], fresh, watermark, config, causedBy, (id) =>
     causedBy.has(id) ? (ownership.topic === null ? null : partitions.get(id)!) : (states.get(id)!.stored?.ownerPartition ?? null),
   );
-  await finish(sql, state.config, config, folded, [...new Set(fresh.map(partitionOf))].map((p) => watermarkScope(ownership, p)));
+  await finish(sql, state.config, config, folded, [...new Set(fresh.map(partitionOf))].map((p) => watermarkScope(ownership, p)), earliest);
   return { ...outcome, ...written };
 }
 
@@ -294,10 +299,11 @@ async function shareOut(sql: SqlExecutor, ownership: Ownership, keyed: KeyedStat
   }
 }
 
-async function finish(sql: SqlExecutor, stored: LifecycleConfig | null, config: LifecycleConfig, watermark: number, scopes: readonly (string | undefined)[]): Promise<void> {
+/** The bookkeeping of a transaction: settings, T, and the periods from `earliest` (the earliest instant it recorded) on. */
+async function finish(sql: SqlExecutor, stored: LifecycleConfig | null, config: LifecycleConfig, watermark: number, scopes: readonly (string | undefined)[], earliest?: number): Promise<void> {
   if (stored === null) await saveConfig(sql, config);
   for (const scope of scopes) await saveWatermark(sql, watermark, scope);
-  await savePeriods(sql, watermark, config);
+  await savePeriods(sql, watermark, config, earliest);
 }
 
 /**
@@ -389,6 +395,7 @@ export async function replay(
     const store = sqlEventStore(sql);
     const links = new Map<string, VisitorLink>();
     let watermark = Number.NEGATIVE_INFINITY;
+    let earliest = Number.POSITIVE_INFINITY;
     // T, the customers and the visitors' owners, from a few fields of each touchpoint: the events
     // themselves are read once, customer by customer, below (reading them whole twice was most
     // of a replay's time).
@@ -400,6 +407,7 @@ export async function replay(
     for (const t of touchpoints) {
       const at = Date.parse(t.occurred_at);
       watermark = Math.max(watermark, at);
+      earliest = Math.min(earliest, at);
       if (t.customer_id === null) continue;
       if (!customers.has(t.customer_id)) customers.set(t.customer_id, null);
       if (t.type !== 'registration' || t.anonymous_id === null) continue;
@@ -418,7 +426,7 @@ export async function replay(
       stageChanges += (await reproject(sql, store, [...states.values()], [], watermark, config, new Map(), (id) => customers.get(id) ?? null)).stageChanges.length;
       onProgress?.(i + chunk.length, all.length);
     }
-    if (touchpoints.length > 0) await finish(sql, null, config, watermark, [undefined]);
+    if (touchpoints.length > 0) await finish(sql, null, config, watermark, [undefined], earliest);
     return { customers: customers.size, touchpoints: touchpoints.length, stageChanges };
   });
 }

@@ -200,6 +200,100 @@ export const readModelMigrations: readonly Migration[] = [
       CREATE VIEW analyst_impressions AS
         SELECT channel, to_timestamp(at / 1000.0) AS at, cost_currency, cost_amount FROM ad_impressions;`,
   },
+  {
+    // The analyst views of what comes from the customers' histories (JSON text, parsed by the
+    // view: nothing is written twice, and a view costs only when it is queried). An instant is
+    // put in its period by the periods' start instants (kept by savePeriods in the configured
+    // zone), with width_bucket's binary search; rows of lifecycle_periods written by an earlier
+    // version get their instants at the next transaction or replay.
+    id: '0109_analyst_history_views',
+    sql: `
+      ALTER TABLE lifecycle_periods ADD COLUMN starts_at bigint, ADD COLUMN ends_at bigint;
+
+      -- T of the read models: the largest watermark of any scope (bookkeeping.ts).
+      CREATE FUNCTION lifecycle_watermark() RETURNS bigint LANGUAGE sql STABLE AS $$
+        SELECT max((value #>> '{}')::numeric)::bigint FROM projection_state WHERE key = 'watermark' OR key LIKE 'watermark:%'
+      $$;
+
+      -- Sums currency → amount maps.
+      CREATE AGGREGATE lifecycle_sum_amounts(jsonb) (SFUNC = lifecycle_add_amounts, STYPE = jsonb, INITCOND = '{}');
+
+      -- Every paying event of every customer, in its period.
+      CREATE VIEW analyst_payments AS
+        WITH cut AS (SELECT min(period) AS first, array_agg(starts_at ORDER BY period) AS starts FROM lifecycle_periods)
+        SELECT c.customer_id, c.cohort, c.channel, to_timestamp(f.at / 1000.0) AS at, p.label AS period, f.currency, f.amount_minor
+        FROM customers c
+        CROSS JOIN LATERAL (SELECT (e ->> 0)::bigint AS at, e ->> 1 AS currency, (e ->> 2)::bigint AS amount_minor
+                            FROM jsonb_array_elements(c.history::jsonb -> 'payments') e) f
+        CROSS JOIN cut
+        JOIN lifecycle_periods p ON p.period = cut.first + width_bucket(f.at, cut.starts) - 1;
+
+      -- export churns: churns by period and reason (a due churn not yet re-projected counts too).
+      CREATE VIEW analyst_churns AS
+        WITH cut AS (SELECT min(period) AS first, array_agg(starts_at ORDER BY period) AS starts FROM lifecycle_periods),
+        churns AS (
+          SELECT (e ->> 0)::bigint AS at, e ->> 1 AS reason
+          FROM customers c
+          CROSS JOIN LATERAL (SELECT c.history::jsonb AS h) x
+          CROSS JOIN LATERAL (SELECT e FROM jsonb_array_elements(x.h -> 'churns') e
+                              UNION ALL SELECT x.h -> 'pending' WHERE (x.h -> 'pending' ->> 0)::bigint <= (SELECT lifecycle_watermark())) ch
+        )
+        SELECT p.label AS period, churns.reason, count(*) AS churns
+        FROM churns CROSS JOIN cut JOIN lifecycle_periods p ON p.period = cut.first + width_bucket(churns.at, cut.starts) - 1
+        GROUP BY p.period, p.label, churns.reason
+        ORDER BY p.period, churns.reason COLLATE "C";
+
+      -- export referrals: per referrer, the customers whose first registration names it, how many
+      -- converted, their revenue.
+      CREATE VIEW analyst_referrals AS
+        SELECT x.h -> 'registration' ->> 2 AS referrer, count(*) AS referred, count(c.converted_at) AS converted,
+               lifecycle_sum_amounts(c.revenue) AS revenue
+        FROM customers c CROSS JOIN LATERAL (SELECT c.history::jsonb AS h) x
+        WHERE x.h -> 'registration' ->> 2 IS NOT NULL
+        GROUP BY 1
+        ORDER BY (x.h -> 'registration' ->> 2) COLLATE "C";
+
+      -- export channels (SPEC §4): per channel and period, impressions and their cost, customers
+      -- acquired, their revenue, CPM and CPA per currency of the cost (rounded halves up).
+      CREATE VIEW analyst_channels AS
+        WITH cut AS (SELECT min(period) AS first, array_agg(starts_at ORDER BY period) AS starts FROM lifecycle_periods),
+        impressions AS (
+          SELECT i.channel, cut.first + width_bucket(i.at, cut.starts) - 1 AS period, count(*) AS impressions
+          FROM ad_impressions i CROSS JOIN cut GROUP BY 1, 2
+        ),
+        costs AS (
+          SELECT i.channel, cut.first + width_bucket(i.at, cut.starts) - 1 AS period, i.cost_currency AS currency, sum(i.cost_amount) AS amount
+          FROM ad_impressions i CROSS JOIN cut WHERE i.cost_currency IS NOT NULL GROUP BY 1, 2, 3
+        ),
+        acquired AS (
+          SELECT c.channel, p.period, count(*) AS acquired FROM customers c JOIN lifecycle_periods p ON p.label = c.cohort GROUP BY 1, 2
+        ),
+        revenue AS (
+          SELECT channel, period, jsonb_object_agg(currency, amount) AS revenue FROM (
+            SELECT c.channel, cut.first + width_bucket((e ->> 0)::bigint, cut.starts) - 1 AS period, e ->> 1 AS currency, sum((e ->> 2)::bigint) AS amount
+            FROM customers c CROSS JOIN LATERAL jsonb_array_elements(c.history::jsonb -> 'payments') e CROSS JOIN cut
+            WHERE c.channel IS NOT NULL GROUP BY 1, 2, 3
+          ) amounts GROUP BY 1, 2
+        ),
+        money AS (
+          SELECT x.channel, x.period, jsonb_object_agg(x.currency, x.amount) AS cost,
+                 jsonb_object_agg(x.currency, round(x.amount * 1000 / i.impressions)) AS cpm,
+                 jsonb_object_agg(x.currency, round(x.amount / a.acquired)) AS cpa
+          FROM costs x JOIN impressions i USING (channel, period) LEFT JOIN acquired a USING (channel, period)
+          GROUP BY 1, 2
+        ),
+        cells AS (SELECT channel, period FROM impressions UNION SELECT channel, period FROM acquired UNION SELECT channel, period FROM revenue)
+        SELECT k.channel, p.label AS period, coalesce(i.impressions, 0) AS impressions, coalesce(m.cost, '{}') AS cost,
+               coalesce(a.acquired, 0) AS acquired, coalesce(r.revenue, '{}') AS revenue, coalesce(m.cpm, '{}') AS cpm,
+               CASE WHEN a.acquired IS NULL THEN NULL ELSE coalesce(m.cpa, '{}') END AS cpa
+        FROM cells k
+        JOIN lifecycle_periods p ON p.period = k.period
+        LEFT JOIN impressions i ON i.channel = k.channel AND i.period = k.period
+        LEFT JOIN acquired a ON a.channel = k.channel AND a.period = k.period
+        LEFT JOIN revenue r ON r.channel = k.channel AND r.period = k.period
+        LEFT JOIN money m ON m.channel = k.channel AND m.period = k.period
+        ORDER BY k.channel COLLATE "C", k.period;`,
+  },
 ];
 
 /** The read models the projection keeps, each written in every projector transaction, in this order. */
