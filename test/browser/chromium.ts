@@ -25,9 +25,16 @@ export type Expected = (url: string) => boolean;
 /**
  * A new tab whose problems are collected: errors on its console (a refused script, an exception,
  * a failed resource), uncaught exceptions, requests that fail and answers of 400 or more.
+ * `prepare` runs on the tab before the page loads (e.g. a key already entered in the tab).
  */
-export async function openTab(browser: Browser, url: string, expected: Expected = () => false): Promise<{ tab: Page; problems: string[] }> {
+export async function openTab(
+  browser: Browser,
+  url: string,
+  expected: Expected = () => false,
+  prepare?: (tab: Page) => Promise<unknown>,
+): Promise<{ tab: Page; problems: string[] }> {
   const tab = await browser.newPage();
+  await prepare?.(tab);
   await tab.setViewport({ width: 1400, height: 900 });
   const problems: string[] = [];
   tab.on('console', (message) => {

@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Browser, Page } from 'puppeteer-core';
+import { KeyRing, newApiKey } from '@lifecycle/access';
 import { buildApi } from '@lifecycle/api';
 import { parseLifecycleConfig, type LifecycleConfig } from '@lifecycle/contracts';
 import { eventStoreMigrations } from '@lifecycle/eventstore';
@@ -14,6 +15,10 @@ import { heatmapOf, pickAsOf, readChannelTable, readHeatmap, readLifecycle, type
 // The analyst's page in a real browser, checked against the API it reads: what a person sees.
 const ARTIFACTS = 'test-artifacts';
 const touchpoints = [...generateTouchpoints({ customers: 400, seed: 9, months: 8 })].map((touchpoint) => JSON.stringify(touchpoint));
+// The service requires keys (README "Security"): the analyst's, and one that may only write.
+const analyst = newApiKey('analyst', ['read']);
+const writer = newApiKey('writer', ['ingest']);
+const KEY_STORAGE = 'lifecycle.apiKey';
 
 interface Served {
   base: string;
@@ -21,17 +26,18 @@ interface Served {
   close: () => Promise<void>;
 }
 
-/** The API with its page over real HTTP on a free port, over a store holding `lines`. */
+/** The API with its page over real HTTP on a free port, over a store holding `lines`, behind API keys. */
 async function serve(config: LifecycleConfig, lines: string[]): Promise<Served> {
   const db: SqlDatabase = await openPglite();
   await migrate(db, [...eventStoreMigrations, ...readModelMigrations]);
   await ingestLines(db, lines, { config });
-  const app: FastifyInstance = buildApi({ db, config, logger: false });
+  const access = { kind: 'keys', ring: new KeyRing([analyst.key, writer.key]), file: 'test' } as const;
+  const app: FastifyInstance = await buildApi({ db, config, access });
   const base = await app.listen({ port: 0, host: '127.0.0.1' });
   return {
     base,
     api: async <T>(path: string) => {
-      const response = await fetch(base + path);
+      const response = await fetch(base + path, { headers: { authorization: `Bearer ${analyst.secret}` } });
       if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
       return (await response.json()) as T;
     },
@@ -45,9 +51,14 @@ async function serve(config: LifecycleConfig, lines: string[]): Promise<Served> 
 let browser: Browser;
 const tabs: { tab: Page; problems: string[] }[] = [];
 
-/** Opens the page and waits until every view is drawn; its problems are checked after the test. */
+/** The key as the page keeps it once an analyst entered it in this tab (the key form is tested on its own). */
+// Run in the page, as text: the tests compile without the DOM library.
+const keyEntered = (secret: string) => (tab: Page) => tab.evaluateOnNewDocument(`sessionStorage.setItem(${JSON.stringify(KEY_STORAGE)}, ${JSON.stringify(secret)})`);
+const heldKey = (tab: Page) => tab.evaluate(`sessionStorage.getItem(${JSON.stringify(KEY_STORAGE)})`);
+
+/** Opens the page (with the analyst's key entered) and waits until every view is drawn; its problems are checked after the test. */
 async function openPage(served: Served, expected?: Expected): Promise<Page> {
-  const opened = await openTab(browser, `${served.base}/`, expected);
+  const opened = await openTab(browser, `${served.base}/`, expected, keyEntered(analyst.secret));
   tabs.push(opened);
   // Well within the test's time: a page that never gets ready fails with what went wrong.
   await opened.tab.waitForSelector('html[data-state="ready"]', { timeout: 15_000 }).catch((error: Error) => {
@@ -77,6 +88,7 @@ describe('the analyst page, monthly cohorts', () => {
 
   test('the page and its assets are served with a content security policy; other paths stay the API\'s', async () => {
     for (const [path, type] of [['/', 'text/html'], ['/assets/main.js', 'javascript'], ['/assets/style.css', 'text/css']] as const) {
+      // The page's files are open (they hold no data); what they read needs a key.
       const response = await fetch(served.base + path);
       expect(response.status).toBe(200);
       expect(response.headers.get('content-type')).toContain(type);
@@ -86,6 +98,46 @@ describe('the analyst page, monthly cohorts', () => {
     expect(missing.status).toBe(404);
     expect(await missing.json()).toMatchObject({ statusCode: 404 });
     expect(await served.api('/health')).toMatchObject({ status: 'ok' });
+    expect((await fetch(`${served.base}/cohorts`)).status).toBe(401);
+  });
+
+  test('without a key the page asks for one; a refused key is asked again; the key is sent as a header, never in a URL', async () => {
+    const dataRoute = (url: string) => ['/cohorts', '/channels', '/churns', '/stages'].includes(new URL(url).pathname);
+    const opened = await openTab(browser, `${served.base}/`, dataRoute);
+    tabs.push(opened);
+    const { tab } = opened;
+    const urls: string[] = [];
+    const authorizations = new Set<string>();
+    tab.on('request', (request) => {
+      urls.push(request.url());
+      const header = request.headers()['authorization'];
+      if (header !== undefined) authorizations.add(header);
+    });
+    await tab.waitForSelector('html[data-state="locked"] #key-form:not([hidden])');
+    expect(await tab.$eval('#key-reason', (reason) => reason.textContent)).toBe('This service needs an API key that allows reading (scope read).');
+
+    // A key that may only write is refused like an unknown one: the page does not say which.
+    for (const secret of [writer.secret, 'lck_not-a-key']) {
+      await tab.type('#api-key', secret);
+      await tab.click('#key-form button[type="submit"]');
+      await tab.waitForSelector('html[data-state="locked"] #key-form:not([hidden])');
+      expect(await tab.$eval('#key-reason', (reason) => reason.textContent)).toBe(
+        'The service refused this key: it is not one of its keys, or it does not allow reading. Enter another.',
+      );
+    }
+    await tab.type('#api-key', analyst.secret);
+    await tab.click('#key-form button[type="submit"]');
+    await tab.waitForSelector('html[data-state="ready"]');
+    expect(await readHeatmap(tab)).toEqual(heatmapOf(await served.api<CohortRow[]>('/cohorts')));
+    expect(authorizations).toEqual(new Set([`Bearer ${writer.secret}`, 'Bearer lck_not-a-key', `Bearer ${analyst.secret}`]));
+    for (const url of urls) expect(url).not.toContain(analyst.secret);
+    expect(await heldKey(tab)).toBe(analyst.secret);
+    expect(await tab.evaluate('[document.cookie, localStorage.length]')).toEqual(['', 0]);
+
+    // Forgetting the key locks the page again.
+    await tab.click('#forget-key');
+    await tab.waitForSelector('html[data-state="locked"]');
+    expect(await heldKey(tab)).toBeNull();
   });
 
   test('every cohort of /cohorts has its row with its retention in every cell, and the channel table is /channels', async () => {
@@ -184,7 +236,7 @@ describe('the analyst page, monthly cohorts', () => {
 
   test('the customer lookup shows the stream: each stage change in order, with its cause', async () => {
     const tab = await openPage(served, (url) => url.endsWith('/customers/nobody%20here'));
-    const customers = await served.api<{ customerId: string; reactivations: number }[]>('/customers');
+    const { customers } = await served.api<{ customers: { customerId: string; reactivations: number }[] }>('/customers?limit=1000');
     // One who churned and came back: causes by touchpoint and by deadline.
     const { customerId } = customers.find((customer) => customer.reactivations > 0)!;
     await tab.type('#customer-id', customerId);

@@ -56,8 +56,9 @@ export async function readApiKeyFile(file: string): Promise<ApiKey[]> {
   let json: unknown;
   try {
     json = JSON.parse(text);
-  } catch (error) {
-    throw new AccessConfigError(`the API key file ${file} is not valid JSON: ${(error as Error).message}`);
+  } catch {
+    // Not the parser's message: it quotes the text, which could be a secret pasted by mistake.
+    throw new AccessConfigError(`the API key file ${file} is not valid JSON (a JSON array of {"id", "sha256", "scopes"} is expected)`);
   }
   const parsed = ApiKeyFileSchema.safeParse(json);
   if (!parsed.success) {

@@ -58,7 +58,7 @@ function bearerSecret(header: string | undefined): string | undefined {
 /** Answers a refusal `{error, message}` and keeps its reason for the metric. */
 export function sendRefusal(request: FastifyRequest, reply: FastifyReply, refusal: HttpRefusal): FastifyReply {
   request.refusal = refusal.reason;
-  return reply.code(refusal.statusCode).send({ error: refusal.code, message: refusal.message });
+  return reply.code(refusal.statusCode).headers(refusal.headers).send({ error: refusal.code, message: refusal.message });
 }
 
 /** fastify's own refusals (a body over the limit) as ours; undefined for any other error. */

@@ -55,7 +55,7 @@ export function reloadKeysOnSighup(ring: KeyRing, file: string, logger: Logger):
         ring.replace(keys);
         logger.info({ keyFile: file, keys: ring.ids }, 'API keys reloaded');
       },
-      (error: Error) => logger.error({ keyFile: file, keys: ring.ids, err: { message: error.message } }, 'API key file not reloaded: the keys held are kept'),
+      (error: Error) => logger.error({ keyFile: file, keys: ring.ids, error: error.message }, 'API key file not reloaded: the keys held are kept'),
     );
   };
   process.on('SIGHUP', reload);

@@ -12,6 +12,8 @@ export class HttpRefusal extends Error {
     readonly code: string,
     message: string,
     readonly reason?: RefusalReason,
+    /** Sent with the answer, e.g. `retry-after`. */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }

@@ -1,24 +1,29 @@
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
+import type { CspDirectives } from '@lifecycle/access';
 import type { FastifyInstance } from 'fastify';
 
 // Outside src, so that this resolves to the same directory from src/*.ts (jest) and dist/*.js.
 const PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
 
-// The page loads its own files only and talks to this origin only: a script or stylesheet from
-// anywhere else (a CDN) is refused by the browser, and no other site can frame the business data.
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "img-src 'self' data:",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
+/**
+ * The page loads its own files only and talks to this origin only: a script or stylesheet from
+ * anywhere else (a CDN) is refused by the browser, and no other site can frame the business data.
+ * Sent by helmet on every answer of the service (access.guardHttp), the page's files included.
+ */
+export const PAGE_CONTENT_SECURITY_POLICY: CspDirectives = {
+  defaultSrc: ["'self'"],
+  imgSrc: ["'self'", 'data:'],
+  objectSrc: ["'none'"],
+  baseUri: ["'none'"],
+  formAction: ["'none'"],
+  frameAncestors: ["'none'"],
+};
 
 /**
  * The analyst's web page at `/`, its scripts and styles under `/assets/`. The browser reads the
- * figures from the API's own routes; nothing here computes any.
+ * figures from the API's own routes; nothing here computes any. The files are open (they hold no
+ * data); the routes they read need a key with the `read` scope, which the page asks for.
  */
 export function registerPage(app: FastifyInstance): void {
   void app.register(fastifyStatic, {
@@ -27,9 +32,5 @@ export function registerPage(app: FastifyInstance): void {
     // no route competes with the API's, and an unknown path keeps the API's 404.
     wildcard: false,
     dotfiles: 'ignore',
-    setHeaders: (response) => {
-      response.setHeader('content-security-policy', CONTENT_SECURITY_POLICY);
-      response.setHeader('x-content-type-options', 'nosniff');
-    },
   });
 }

@@ -1,4 +1,4 @@
-import { EARLIEST_INSTANT, InstantSchema, LATEST_INSTANT } from '@lifecycle/contracts';
+import { EARLIEST_INSTANT, IdentifierSchema, InstantSchema, LATEST_INSTANT } from '@lifecycle/contracts';
 
 /** A mistake in the request: answered 400 `{error: 'bad_request', message}`. */
 export class BadRequest extends Error {
@@ -55,4 +55,20 @@ export const days: ParamParser<number> = (text, name) => {
   const n = Number(text);
   if (/^[0-9]+$/.test(text) && n >= 1 && n <= 3660) return n;
   throw new BadRequest(`${name} must be a whole number of days from 1 to 3660; got ${quote(text)}`);
+};
+
+/** A page size: a whole number from 1 to `max`. */
+export const pageSize =
+  (max: number): ParamParser<number> =>
+  (text, name) => {
+    const n = Number(text);
+    if (/^[0-9]+$/.test(text) && n >= 1 && n <= max) return n;
+    throw new BadRequest(`${name} must be a whole number from 1 to ${max}; got ${quote(text)}`);
+  };
+
+/** Any text the contract takes as an id (a cursor is the last customerId of the page before). */
+export const identifier: ParamParser<string> = (text, name) => {
+  const parsed = IdentifierSchema.safeParse(text);
+  if (parsed.success) return text;
+  throw new BadRequest(`${name} must be a customer id (the last one of the page before, as the next link gives it); got ${quote(text)}`);
 };

@@ -15,7 +15,9 @@ import { DEFAULT_BENCH_SERVER } from './commands/bench-kafka.js';
 import { logger } from './logger.js';
 import { produceCommand } from './commands/produce.js';
 import { runProjector } from '@lifecycle/projector';
-import { ingestServerCommand, serveCommand } from './commands/servers.js';
+import { ingestServerCommand, serveCommand, type ExportOptions, type ServerSecurityOptions } from './commands/servers.js';
+import { createKeyCommand } from './commands/keys.js';
+import { AccessConfigError } from '@lifecycle/access';
 import {
   DEAD_LETTER_FILE,
   UsageError,
@@ -26,6 +28,7 @@ import {
   loadConfig,
   parseAsOf,
   positiveInteger,
+  scopeList,
   storeLocation,
 } from './settings.js';
 import { join, resolve } from 'node:path';
@@ -51,6 +54,32 @@ const configOption = () => new Option('--config <file>', 'JSON file with the lif
 const brokersOption = () => new Option('--brokers <list>', 'Kafka bootstrap servers host:port,… (env LIFECYCLE_KAFKA_BROKERS, default 127.0.0.1:9092)');
 const topicOption = () => new Option('--topic <name>', 'input topic').default('touchpoints');
 const partitionsOption = () => new Option('--partitions <n>', 'partitions of the topics when they are created').argParser(integer('--partitions')).default(4);
+
+const atLeastOne = (name: string) =>
+  asArgument((value) => {
+    const n = positiveInteger(name)(value);
+    if (n < 1) throw new UsageError(`${name} must be at least 1; got ${JSON.stringify(value)}`);
+    return n;
+  });
+
+/** Where an HTTP service listens and who may call it (README "Security"). */
+function withServerSecurity(command: Command): Command {
+  return command
+    .option('--host <host>', 'HTTP interface; beyond the loopback interface, API keys are required (or --insecure-no-auth)', '127.0.0.1')
+    .option('--auth-keys <file>', 'JSON file of API keys {"id","sha256","scopes"} (env LIFECYCLE_AUTH_KEYS_FILE); re-read on SIGHUP')
+    .option('--insecure-no-auth', 'serve without keys on a non-loopback --host (anyone who reaches it reads and writes)', false)
+    .option('--tls-cert <file>', 'PEM certificate chain: serve HTTPS (with --tls-key)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--rate-limit <n>', 'requests per minute per key (per client address without one)', atLeastOne('--rate-limit'), 600)
+    .option('--request-timeout <seconds>', 'longest a request may take to arrive whole', atLeastOne('--request-timeout'), 300);
+}
+
+/** How many read-model computations run at once (503 beyond) and for how long at most. */
+function withExportLimits(command: Command): Command {
+  return command
+    .option('--export-concurrency <k>', 'read-model computations (as-of exports) at once, each in a worker thread; more are refused with 503', atLeastOne('--export-concurrency'), 2)
+    .option('--export-timeout <seconds>', 'longest a computation may run before it is stopped (503)', atLeastOne('--export-timeout'), 60);
+}
 
 interface StoreOptions {
   dataDir: string;
@@ -189,30 +218,44 @@ program
     await sqlCommand(statement, storeLocation(options), options.format);
   });
 
-program
-  .command('serve')
-  .description('the read-model API service')
-  .addOption(dataDirOption())
-  .addOption(databaseOption())
-  .addOption(configOption())
-  .option('--port <n>', 'HTTP port', integer('--port'), 3000)
-  .option('--metrics-port <n>', 'port of GET /metrics', integer('--metrics-port'), 9466)
-  .option('--host <host>', 'HTTP interface', '127.0.0.1')
-  .action(async (options: StoreOptions & { port: number; metricsPort: number; host: string }) => {
-    await serveCommand({ location: storeLocation(options), config: await loadConfig(options.config), port: options.port, metricsPort: options.metricsPort, host: options.host });
-  });
+withExportLimits(
+  withServerSecurity(
+    program
+      .command('serve')
+      .description('the read-model API service')
+      .addOption(dataDirOption())
+      .addOption(databaseOption())
+      .addOption(configOption())
+      .option('--port <n>', 'HTTP port', integer('--port'), 3000)
+      .option('--metrics-port <n>', 'port of GET /metrics', integer('--metrics-port'), 9466),
+  ),
+).action(async (options: StoreOptions & { port: number; metricsPort: number } & ServerSecurityOptions & ExportOptions) => {
+  await serveCommand({ ...options, location: storeLocation(options), config: await loadConfig(options.config) });
+});
+
+withServerSecurity(
+  program
+    .command('ingest-server')
+    .description('the HTTP ingest service: POST /v1/touchpoints → Kafka')
+    .addOption(brokersOption())
+    .addOption(topicOption())
+    .addOption(partitionsOption())
+    .option('--port <n>', 'HTTP port', integer('--port'), 8080)
+    .option('--metrics-port <n>', 'port of GET /metrics', integer('--metrics-port'), 9465),
+).action(async (options: { brokers?: string; topic: string; partitions: number; port: number; metricsPort: number } & ServerSecurityOptions) => {
+  await ingestServerCommand({ ...options, brokers: brokersOf(options.brokers) });
+});
 
 program
-  .command('ingest-server')
-  .description('the HTTP ingest service: POST /v1/touchpoints → Kafka')
-  .addOption(brokersOption())
-  .addOption(topicOption())
-  .addOption(partitionsOption())
-  .option('--port <n>', 'HTTP port', integer('--port'), 8080)
-  .option('--metrics-port <n>', 'port of GET /metrics', integer('--metrics-port'), 9465)
-  .option('--host <host>', 'HTTP interface', '127.0.0.1')
-  .action(async (options: { brokers?: string; topic: string; partitions: number; port: number; metricsPort: number; host: string }) => {
-    await ingestServerCommand({ brokers: brokersOf(options.brokers), topic: options.topic, partitions: options.partitions, port: options.port, metricsPort: options.metricsPort, host: options.host });
+  .command('keys')
+  .description('API keys of the HTTP services (README "Security")')
+  .command('create')
+  .description('a new API key: prints its secret once, and the entry of the key file (its SHA-256)')
+  .requiredOption('--id <id>', 'the key\'s name, logged with each request it makes (e.g. analyst-2025)')
+  .requiredOption('--scopes <list>', 'what it may do: read, ingest, or read,ingest', scopeList)
+  .option('--file <file>', 'add the entry to this key file (made if absent)')
+  .action(async (options: { id: string; scopes: string[]; file?: string }) => {
+    await createKeyCommand(options);
   });
 
 program
@@ -230,19 +273,21 @@ program
     await generateCommand(options);
   });
 
-program
-  .command('start')
-  .description('the whole job in one process: ingest (a file or a generated stream), summarise, serve the API')
-  .option('--file <file>', 'NDJSON touchpoints to ingest instead of a generated stream')
-  .option('--customers <n>', 'customers to generate', integer('--customers'), 2000)
-  .option('--seed <n>', 'random seed of the generated stream', integer('--seed'), 1)
-  .option('--port <n>', 'HTTP port (0: any free port)', integer('--port'), 3000)
-  .option('--host <host>', 'HTTP interface', '127.0.0.1')
-  .addOption(dataDirOption())
-  .addOption(configOption())
-  .action(async (options: { file?: string; customers: number; seed: number; port: number; host: string; dataDir: string; config?: string }) => {
-    await startCommand({ ...options, dataDir: dataDirOf(options.dataDir), config: await loadConfig(options.config) });
-  });
+withExportLimits(
+  withServerSecurity(
+    program
+      .command('start')
+      .description('the whole job in one process: ingest (a file or a generated stream), summarise, serve the API')
+      .option('--file <file>', 'NDJSON touchpoints to ingest instead of a generated stream')
+      .option('--customers <n>', 'customers to generate', integer('--customers'), 2000)
+      .option('--seed <n>', 'random seed of the generated stream', integer('--seed'), 1)
+      .option('--port <n>', 'HTTP port (0: any free port)', integer('--port'), 3000)
+      .addOption(dataDirOption())
+      .addOption(configOption()),
+  ),
+).action(async (options: { file?: string; customers: number; seed: number; port: number; dataDir: string; config?: string } & ServerSecurityOptions & ExportOptions) => {
+  await startCommand({ ...options, dataDir: dataDirOf(options.dataDir), config: await loadConfig(options.config) });
+});
 
 program
   .command('bench')
@@ -335,7 +380,7 @@ try {
     // Commander has already written its message (and the help): --help and `help` are exit code 0,
     // everything else it throws is a usage error.
     process.exitCode = error.exitCode === 0 ? 0 : 2;
-  } else if (error instanceof UsageError || error instanceof ConfigMismatchError || error instanceof MixedWritersError || error instanceof DirectoryInUseError) {
+  } else if (error instanceof UsageError || error instanceof AccessConfigError || error instanceof ConfigMismatchError || error instanceof MixedWritersError || error instanceof DirectoryInUseError) {
     process.stderr.write(`lifecycle: ${error.message}\n`);
     process.exitCode = 2;
   } else {

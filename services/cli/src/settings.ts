@@ -98,3 +98,16 @@ export function eventStoreConnectionOf(option: string | undefined): string {
   }
   return value;
 }
+
+/** `--auth-keys FILE` (or LIFECYCLE_AUTH_KEYS_FILE): the API key file of a service; undefined when neither is set. */
+export function authKeysFileOf(option: string | undefined): string | undefined {
+  const file = option ?? process.env['LIFECYCLE_AUTH_KEYS_FILE'];
+  return file === undefined || file === '' ? undefined : resolve(file);
+}
+
+/** `--scopes read,ingest`: the list as given (checked by the key's own rules). */
+export const scopeList = (value: string): string[] =>
+  value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);

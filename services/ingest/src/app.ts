@@ -1,6 +1,9 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { Producer } from 'kafkajs';
 import { isUtf8 } from 'node:buffer';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { OPEN_UNLIMITED, RefusalMetrics, asRefusal, boundedServerOptions, guardHttp, needs, sendRefusal, type Access, type RateLimit, type TlsFiles } from '@lifecycle/access';
 import { ndjsonLines } from '@lifecycle/contracts';
 import { publishLines, type LineResult, type Topics } from '@lifecycle/kafka';
 
@@ -11,6 +14,15 @@ export interface IngestApiOptions {
   bodyLimit?: number;
   /** Each line's result once Kafka acknowledged it (metrics). */
   onResult?: (result: LineResult) => void;
+  /** Who may send touchpoints (SPEC §9): keys with the `ingest` scope; default: anyone, as on the loopback interface without keys. */
+  access?: Access;
+  /** Where refusals are counted; default: a registry of the service's own. */
+  refusals?: RefusalMetrics;
+  rateLimit?: RateLimit;
+  tls?: TlsFiles;
+  requestTimeoutMs?: number;
+  /** One line per request and the errors; none without. */
+  logger?: Logger;
 }
 
 /**
@@ -45,14 +57,31 @@ function linesOf(body: Buffer, contentType: string | undefined): AsyncIterable<B
 /**
  * `POST /v1/touchpoints`: validates each touchpoint, publishes the valid ones to Kafka keyed by
  * customer and the invalid ones to the dead-letter topic, and answers once Kafka acknowledged
- * them all, with one result per line (202, or 400 when the body itself is unusable).
+ * them all, with one result per line (202, or 400 when the body itself is unusable). Behind the
+ * access rules of SPEC §9: a key with the `ingest` scope, a rate limit, bounded size and time.
  */
-export function buildIngestApi({ producer, topics, bodyLimit = 10 * 1024 * 1024, onResult }: IngestApiOptions): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit });
+export async function buildIngestApi(options: IngestApiOptions): Promise<FastifyInstance> {
+  const { producer, topics, bodyLimit = 10 * 1024 * 1024, onResult, logger } = options;
+  const app = Fastify({ logger: false, bodyLimit, ...boundedServerOptions({ tls: options.tls, requestTimeoutMs: options.requestTimeoutMs }) });
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const refusal = asRefusal(error);
+    if (refusal !== undefined) return sendRefusal(request, reply, refusal);
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) return reply.code(status).send({ error: 'bad_request', message: error.message });
+    logger?.error({ err: error, route: request.routeOptions.url }, 'request failed');
+    return reply.code(500).send({ error: 'internal', message: 'internal error' });
+  });
+  await guardHttp(app, {
+    access: options.access ?? { kind: 'open', why: 'loopback' },
+    refusals: options.refusals ?? new RefusalMetrics(new Registry()),
+    ...(options.rateLimit !== undefined ? { rateLimit: options.rateLimit } : {}),
+    tls: options.tls !== undefined,
+    ...(logger !== undefined ? { logger } : {}),
+  });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-  app.get('/health', async () => ({ status: 'ok' }));
-  app.post('/v1/touchpoints', async (request, reply) => {
+  app.get('/health', OPEN_UNLIMITED, async () => ({ status: 'ok' }));
+  app.post('/v1/touchpoints', needs('ingest'), async (request, reply) => {
     const lines = linesOf(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), request.headers['content-type']);
     if ('error' in lines) return reply.code(400).send({ error: 'bad_request', message: lines.error });
     const results: LineResult[] = [];

@@ -14,7 +14,7 @@ describe('POST /v1/touchpoints against the real broker', () => {
   let producer: Producer;
   let topics: Topics;
   const seen: LineResult[] = [];
-  let app: ReturnType<typeof buildIngestApi>;
+  let app: Awaited<ReturnType<typeof buildIngestApi>>;
   let url: string;
   // Over real HTTP: fastify's inject() needs an ESM-only dependency jest cannot load on Node 20.
   const post = async (contentType: string, body: string) => {
@@ -29,7 +29,7 @@ describe('POST /v1/touchpoints against the real broker', () => {
     await ensureLifecycleTopics(kafka, topics, 3);
     producer = createProducer(kafka);
     await producer.connect();
-    app = buildIngestApi({ producer, topics, bodyLimit: 64 * 1024, onResult: (r) => seen.push(r) });
+    app = await buildIngestApi({ producer, topics, bodyLimit: 64 * 1024, onResult: (r) => seen.push(r) });
     url = `${await app.listen({ port: 0, host: '127.0.0.1' })}/v1/touchpoints`;
   });
   afterAll(async () => {

@@ -2,7 +2,7 @@
  * The page's state (as-of instant, rows by cohort or by channel, currency, channel filter) and its
  * wiring: every view is drawn from the API's answers for the same instant.
  */
-import { ApiError, getJson } from './api.js';
+import { ApiError, apiKey, getJson, needsKey } from './api.js';
 import { renderChannels } from './channels.js';
 import { renderChurns } from './churns.js';
 import { renderCustomer } from './customer.js';
@@ -15,6 +15,7 @@ import { renderStages } from './stages.js';
 const $ = (id) => document.getElementById(id);
 const views = { stages: $('stages'), heatmap: $('heatmap'), ltv: $('ltv'), churns: $('churns'), channels: $('channels'), customer: $('customer') };
 const asOfInput = $('as-of');
+const keyForm = $('key-form');
 const currencySelect = $('currency');
 const channelSelect = $('channel-filter');
 
@@ -101,6 +102,10 @@ async function reload() {
     settle(getJson('/stages', { asOf })),
   ]);
   if (mine !== generation) return;
+  if ([cohorts, channels, churns, stages].some(needsKey)) {
+    askForKey();
+    return;
+  }
 
   if (watermark === null) {
     banner.textContent = 'No touchpoints have been ingested yet, so there is nothing to show. Ingest some (lifecycle ingest <file>) and reload the page.';
@@ -145,8 +150,43 @@ async function lookUp(customerId) {
     if (view.dataset.customerId !== customerId) return;
     show(view, error instanceof ApiError && error.status === 404 ? emptyNode(`No customer with the id “${customerId}”.`) : errorNode(error));
     view.dataset.state = 'error';
+    if (needsKey(error)) askForKey();
   }
 }
+
+/**
+ * The service refused to read without a (better) key: the page asks for one. The same words
+ * whether there was no key, an unknown one or one without the read scope: the service does not
+ * say which, and neither does the page.
+ */
+function askForKey() {
+  const held = apiKey.get() !== null;
+  $('key-reason').textContent = held
+    ? 'The service refused this key: it is not one of its keys, or it does not allow reading. Enter another.'
+    : 'This service needs an API key that allows reading (scope read).';
+  keyForm.hidden = false;
+  $('forget-key').hidden = !held;
+  $('status').textContent = 'No data shown: an API key is needed.';
+  document.documentElement.dataset.state = 'locked';
+  $('api-key').focus();
+}
+
+keyForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const secret = $('api-key').value.trim();
+  if (!secret) return;
+  apiKey.set(secret);
+  $('api-key').value = '';
+  keyForm.hidden = true;
+  $('forget-key').hidden = false;
+  reload();
+});
+$('forget-key').addEventListener('click', () => {
+  apiKey.forget();
+  $('forget-key').hidden = true;
+  reload();
+});
+$('forget-key').hidden = apiKey.get() === null;
 
 // A picker being typed into changes on every field: wait for the typing to pause.
 let typing;

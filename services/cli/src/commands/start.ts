@@ -1,32 +1,38 @@
 import { createServer } from 'node:net';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { buildApi } from '@lifecycle/api';
+import { OPEN_UNLIMITED, RefusalMetrics, needs, type Access } from '@lifecycle/access';
+import { assertDeclaredLength, boundedNdjson, buildApi, workerExports, type BodyLimits } from '@lifecycle/api';
 import { ndjsonLines, type LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
-import { LifecycleMetrics, createRegistry, serveMetrics, untilSignal } from '@lifecycle/observability';
+import { LifecycleMetrics, createRegistry, untilSignal } from '@lifecycle/observability';
 import { assertStoreConfig, exportProjection, openLifecycleStore } from '@lifecycle/projection';
 import { churnRatesAtWatermark, countCustomersByStage } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import { readLines } from '../lines.js';
 import { logger } from '../logger.js';
 import { retentionTable, stageTable } from '../summary.js';
 import { ingestInto } from './ingest.js';
 import { DEAD_LETTER_FILE, UsageError } from '../settings.js';
+import { describeAccess, serverSecurity, type ExportOptions, type ServerSecurityOptions } from './servers.js';
 
-export interface StartOptions {
+export interface StartOptions extends ServerSecurityOptions, ExportOptions {
   dataDir: string;
   config: LifecycleConfig;
   file?: string;
   customers: number;
   seed: number;
   port: number;
-  host: string;
 }
 
 /** Where touchpoints reach the directory `start` holds (the lock file's message names it too). */
 const EMBEDDED_INGEST_ROUTE = '/v1/touchpoints';
+
+// The body is read line by line, so its size costs no memory; the bound is on time and disk. A
+// line is cut at 1 MiB (a touchpoint may have 64 KiB: it is dead-lettered as too large either way).
+const INGEST_BODY: BodyLimits = { maxBytes: 1024 ** 3, maxLineBytes: 1024 ** 2 };
 
 /**
  * The whole job in one process (`npm start`): listen first (a taken port fails before any work),
@@ -42,14 +48,18 @@ export async function startCommand(options: StartOptions): Promise<void> {
       : (function* () {
           for (const t of generateTouchpoints({ customers: options.customers, seed: options.seed })) yield JSON.stringify(t);
         })();
+  const security = await serverSecurity(options, 'start');
   await assertPortFree(options.host, options.port);
   const db = await openLifecycleStore({ dataDir: options.dataDir });
-  const app = buildApi({ db, config: options.config, logger: false });
+  const registry = createRegistry('lifecycle');
+  const exports = workerExports({ db, config: options.config, workers: options.exportConcurrency, deadlineMs: options.exportTimeout * 1000, logger });
+  let app: FastifyInstance | undefined;
   try {
+    app = await buildApi({ db, config: options.config, ...security, refusals: new RefusalMetrics(registry), exports, exportsAtOnce: options.exportConcurrency, logger });
     await assertStoreConfig(db, options.config);
-    await serve(app, db, options, lines, source);
+    await serve(app, db, registry, security.access, options, lines, source);
   } finally {
-    await app.close();
+    await (app?.close() ?? exports.close());
     await db.close();
   }
 }
@@ -68,10 +78,10 @@ async function assertPortFree(host: string, port: number): Promise<void> {
   await new Promise((resolve) => server.close(resolve));
 }
 
-async function serve(app: FastifyInstance, db: SqlDatabase, options: StartOptions, lines: Iterable<string> | AsyncIterable<Buffer>, source: string): Promise<void> {
-  const registry = createRegistry('lifecycle');
+async function serve(app: FastifyInstance, db: SqlDatabase, registry: Registry, access: Access, options: StartOptions, lines: Iterable<string> | AsyncIterable<Buffer>, source: string): Promise<void> {
   const metrics = new LifecycleMetrics(registry, { customersByStage: () => countCustomersByStage(db), churnRates: () => churnRatesAtWatermark(db) });
-  serveMetrics(app, registry);
+  // Open, like /health: Prometheus scrapes without a key (SPEC §9), and is not rate limited.
+  app.get('/metrics', OPEN_UNLIMITED, async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
   const deadLetters = join(options.dataDir, DEAD_LETTER_FILE);
   // One ingest at a time: each request's summary is its own, and dead letters keep their order.
   let queue: Promise<unknown> = Promise.resolve();
@@ -81,11 +91,12 @@ async function serve(app: FastifyInstance, db: SqlDatabase, options: StartOption
     return run;
   };
   await app.register(async (scope) => {
-    // The body is read as a stream of lines, never whole: a file of any size can be sent.
+    // The body is read as a stream of lines, never whole: a file of up to 1 GiB can be sent.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    scope.post(EMBEDDED_INGEST_ROUTE, async (request) => {
-      const summary = await ingest(`http:${request.ip}`, ndjsonLines(request.body as Readable));
+    scope.post(EMBEDDED_INGEST_ROUTE, needs('ingest'), async (request) => {
+      assertDeclaredLength(request.headers['content-length'], INGEST_BODY);
+      const summary = await ingest(`http:${request.ip}`, ndjsonLines(boundedNdjson(request.body as Readable, INGEST_BODY)));
       logger.info(summary, 'touchpoints ingested over HTTP');
       return summary;
     });
@@ -93,6 +104,7 @@ async function serve(app: FastifyInstance, db: SqlDatabase, options: StartOption
 
   const address = await app.listen({ port: options.port, host: options.host });
   await db.lock?.describe({ servingAt: address });
+  logger.info({ address, access: describeAccess(access) }, 'serving');
   const started = performance.now();
   const summary = await ingest(source, lines);
   const seconds = (performance.now() - started) / 1000;
@@ -111,7 +123,8 @@ async function serve(app: FastifyInstance, db: SqlDatabase, options: StartOption
   const example = projection.customers[0]?.customerId;
   console.log(`serving the read models at ${address}`);
   console.log(`  GET ${address}/cohorts   GET ${address}/customers${example ? `   GET ${address}/customers/${encodeURIComponent(example)}` : ''}   GET ${address}/metrics`);
-  console.log(`  more touchpoints: curl --data-binary @touchpoints.ndjson ${address}${EMBEDDED_INGEST_ROUTE}`);
+  const key = access.kind === 'keys' ? ` -H 'Authorization: Bearer <key>'` : '';
+  console.log(`  more touchpoints: curl --data-binary @touchpoints.ndjson${key} ${address}${EMBEDDED_INGEST_ROUTE}`);
   console.log('press Ctrl-C to stop');
   logger.info({ signal: await untilSignal() }, 'stopping');
 }
