@@ -69,6 +69,10 @@ function customerIdProblem(id: string): string | undefined {
 
 const badRequest = (message: string) => ({ error: 'bad_request', message });
 
+// A long answer is read a piece (hundreds of rows) ahead of the socket, not 16 (the default): a
+// slow client holds one piece in memory, and a worker stops writing when nobody reads.
+const PIECE_AT_A_TIME = { objectMode: true, highWaterMark: 1 } as const;
+
 /**
  * The read models over HTTP (SPEC §7): JSON, NDJSON or CSV, as of the latest or a given instant,
  * behind the access rules of SPEC §9 (keys with the `read` scope, a rate limit, bounded time) and
@@ -148,7 +152,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       release();
       throw error;
     }
-    return reply.type(answer.contentType).headers(answer.headers).send(Readable.from(releasing(answer.body, release)));
+    return reply.type(answer.contentType).headers(answer.headers).send(Readable.from(releasing(answer.body, release), PIECE_AT_A_TIME));
   };
 
   app.get('/customers', needs('read'), async (request, reply) => {
@@ -170,7 +174,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     const currencies = format === 'csv' ? new Map([['revenue', await pages.currencies()]]) : undefined;
     if (page === undefined) {
       // Every row, a page at a time, never all in memory: a slow client slows the reading.
-      return reply.type(CONTENT_TYPES[format]).send(Readable.from(streamedRows(pages.all(DEFAULT_PAGE), format, currencies)));
+      return reply.type(CONTENT_TYPES[format]).send(Readable.from(streamedRows(pages.all(DEFAULT_PAGE), format, currencies), PIECE_AT_A_TIME));
     }
     // One more than asked: whether there is a next page.
     const rows = await pages.page(page.after, page.limit + 1);

@@ -38,22 +38,27 @@ export function workerExports(options: WorkerExportOptions): ExportRunner {
     const worker = new Worker(WORKER_FILE, { workerData: settings });
     all.add(worker);
     worker.on('error', (error) => options.logger.error({ err: error }, 'export worker failed'));
-    worker.on('exit', () => {
-      all.delete(worker);
-      const at = idle.indexOf(worker);
-      if (at !== -1) idle.splice(at, 1);
-    });
+    worker.on('exit', () => retire(worker));
     return worker;
+  };
+  // A worker that ended, or is being ended, counts no more: its replacement may start at once.
+  const retire = (worker: Worker) => {
+    all.delete(worker);
+    const at = idle.indexOf(worker);
+    if (at !== -1) idle.splice(at, 1);
   };
 
   return {
     run(job) {
-      if (all.size - idle.length >= options.workers) throw new Error('more export jobs than workers: the routes take a slot first');
+      if (all.size - idle.length >= options.workers) return Promise.reject(new Error('more export jobs than workers: the routes take a slot first'));
       const worker = idle.pop() ?? start();
       const { port1, port2 } = new MessageChannel();
       worker.postMessage({ job, port: port2 }, [port2]);
       return converse(worker, port1, options, () => {
         if (all.has(worker)) idle.push(worker);
+      }, () => {
+        retire(worker);
+        void worker.terminate();
       });
     },
     async close() {
@@ -63,7 +68,7 @@ export function workerExports(options: WorkerExportOptions): ExportRunner {
 }
 
 /** One job: serves the worker's SQL, resolves with the answer once it has one, then hands out its body piece by piece. */
-function converse(worker: Worker, port: MessagePort, options: WorkerExportOptions, done: () => void): Promise<ExportAnswer> {
+function converse(worker: Worker, port: MessagePort, options: WorkerExportOptions, done: () => void, stop: () => void): Promise<ExportAnswer> {
   return new Promise<ExportAnswer>((resolve, reject) => {
     let waiting: { resolve: (piece: IteratorResult<string>) => void; reject: (error: Error) => void } | undefined;
     let state: 'computing' | 'answering' | 'ended' | 'failed' = 'computing';
@@ -89,7 +94,7 @@ function converse(worker: Worker, port: MessagePort, options: WorkerExportOption
     const deadline = setTimeout(() => {
       options.logger.warn({ threadId: worker.threadId, deadlineMs: options.deadlineMs }, 'export computation over its deadline: its worker is stopped');
       settle('failed', new HttpRefusal(503, 'too_slow', `the computation took more than ${options.deadlineMs / 1000} s and was stopped; ask for less (a page, an earlier instant) or retry later`, 'timeout'));
-      void worker.terminate();
+      stop();
     }, options.deadlineMs);
 
     // The body: each piece asked of the worker when the response wants it. Returning early (the
