@@ -10,6 +10,8 @@ import { runExportJob } from './export-jobs.js';
 
 const settings = workerData as WorkerSettings;
 const ownDatabase: Promise<SqlDatabase> | undefined = settings.databaseUrl === undefined ? undefined : openPostgres(settings.databaseUrl);
+// A database away at start fails each job that awaits it (a 500, logged), not the whole worker.
+ownDatabase?.catch(() => undefined);
 const encoder = new TextEncoder();
 
 /** One job's conversation with the main thread. */
