@@ -3,5 +3,4 @@ export { toCsv } from './csv.js';
 export { compareCodePoints } from './customer-pages.js';
 export { ExportSlots, inProcessExports, type ExportRunner } from './export-runner.js';
 export { workerExports, type WorkerExportOptions } from './worker-exports.js';
-export { PAGE_CONTENT_SECURITY_POLICY } from './page.js';
 export { assertDeclaredLength, boundedNdjson, type BodyLimits } from './bounded-body.js';
