@@ -90,6 +90,15 @@ export class ProjectorService {
   private assignment = 0;
   private pendingCount = 0;
   private consumedTo = new Map<number, number>();
+  /**
+   * Per partition, the offset past the last record fetched, transaction markers included. Several
+   * producers write `…by-customer` (one per input partition, per instance), so a partition can
+   * end in several markers in a row ([A's data][B's data][A's marker][B's marker]): no consumer
+   * ever sees them, and a stored offset past the last data only would look one or more behind
+   * the end for ever (`--until-idle` and the wall clock wait for a lag of 0). Once everything
+   * before them is committed, the stored offset moves past them too.
+   */
+  private markersTo = new Map<number, number>();
   private commitTimer: NodeJS.Timeout | undefined;
   private committing: Promise<void> = Promise.resolve();
   private retryAfter = 0;
@@ -121,6 +130,12 @@ export class ProjectorService {
     this.projectConsumer.on(this.projectConsumer.events.GROUP_JOIN, ({ payload }) => {
       this.assigned = payload.memberAssignment[topics.byCustomer] ?? [];
       this.claims = this.claim(this.assigned);
+    });
+    // A fetch that held only transaction markers (or aborted records) never reaches eachBatch:
+    // kafkajs reports it here, with no message (batchSize 0).
+    this.projectConsumer.on(this.projectConsumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (payload.topic !== topics.byCustomer || payload.batchSize !== 0) return;
+      this.markersFetched(payload.partition, Number(payload.lastOffset) + 1);
     });
     // At once: joining one group must not wait for the other's join (a rebalance of the first,
     // when another instance starts, would hold this instance out of the second meanwhile).
@@ -218,6 +233,9 @@ export class ProjectorService {
       this.consumedTo.set(batch.partition, Number(messages[messages.length - 1]!.offset) + 1);
     }
     resolveOffset(batch.lastOffset());
+    // Markers fetched after the batch's last message (its lastOffset counts them).
+    const end = Number(batch.lastOffset()) + 1;
+    if (end > (this.markersTo.get(batch.partition) ?? 0)) this.markersTo.set(batch.partition, end);
     const chunkSize = this.options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (this.pendingCount >= chunkSize) {
       // Back pressure: with a chunk waiting, fetching waits for its commit (after a failed one,
@@ -228,8 +246,26 @@ export class ProjectorService {
     await heartbeat();
   }
 
+  /** Markers only were fetched up to `end`: the stored offset moves past them once all before them is committed. */
+  private markersFetched(partition: number, end: number): void {
+    const consumed = this.consumedTo.get(partition);
+    if (consumed === undefined || end <= consumed) return; // not claimed, or nothing new
+    if (end > (this.markersTo.get(partition) ?? 0)) this.markersTo.set(partition, end);
+    this.scheduleCommit();
+  }
+
+  /** Partitions whose stored offset can move past markers: nothing of theirs waits, markers were fetched past what was consumed. */
+  private markersToSkip(): Map<number, number> {
+    const skip = new Map<number, number>();
+    for (const [partition, end] of this.markersTo) {
+      if ((this.pending.get(partition)?.length ?? 0) > 0) continue;
+      if (end > (this.consumedTo.get(partition) ?? Number.POSITIVE_INFINITY)) skip.set(partition, end);
+    }
+    return skip;
+  }
+
   private scheduleCommit(): void {
-    if (this.commitTimer !== undefined || this.pendingCount === 0) return;
+    if (this.commitTimer !== undefined || (this.pendingCount === 0 && this.markersToSkip().size === 0)) return;
     const delay = Math.max(this.options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS, this.retryAfter - Date.now());
     this.commitTimer = setTimeout(() => void this.commitPending().catch(() => undefined), delay);
   }
@@ -241,6 +277,7 @@ export class ProjectorService {
     this.pending = new Map();
     this.pendingCount = 0;
     this.consumedTo = new Map();
+    this.markersTo = new Map();
   }
 
   /**
@@ -252,7 +289,20 @@ export class ProjectorService {
     clearTimeout(this.commitTimer);
     this.commitTimer = undefined;
     const run = this.committing.then(async () => {
-      if (this.pendingCount === 0) return;
+      if (this.pendingCount === 0) {
+        // Nothing waits: what was consumed is committed (commits run one at a time), so markers
+        // fetched past it can be stepped over.
+        const skip = this.markersToSkip();
+        if (skip.size === 0) return;
+        try {
+          await this.withConflictRetries(() => this.owned((tx) => saveConsumerOffsets(tx, this.groupId, this.options.topics.byCustomer, skip)));
+          for (const [partition, end] of skip) if (end > (this.consumedTo.get(partition) ?? 0)) this.consumedTo.set(partition, end);
+        } catch (error) {
+          await this.rewind(error);
+          throw error;
+        }
+        return;
+      }
       const waiting = [...this.pending].sort(([a], [b]) => a - b);
       this.pending = new Map();
       this.pendingCount = 0;
@@ -320,6 +370,12 @@ export class ProjectorService {
           offsets.set(item.partition, Number(item.message.offset) + 1);
           if (touchpoint !== undefined) touchpoints.set(touchpoint, item);
         }
+        // The last message consumed of a partition, with nothing consumed after it: the markers
+        // fetched behind it are stepped over in the same transaction.
+        for (const [partition, next] of offsets) {
+          const markers = this.markersTo.get(partition) ?? 0;
+          if (markers > next && this.consumedTo.get(partition) === next && (this.pending.get(partition)?.length ?? 0) === 0) offsets.set(partition, markers);
+        }
         const total = await projectBatch(tx, [...touchpoints.keys()], config, this.keyed, ownership, (t) => touchpoints.get(t)!.partition);
         // Dead-lettered before the COMMIT that moves the offset past them: at least once.
         const conflicts = total.conflicts.map((t) => {
@@ -332,6 +388,8 @@ export class ProjectorService {
         return { total, offsets };
       }),
     );
+    // Past the markers it stepped over: those are not fetched again as news.
+    for (const [partition, next] of outcome.offsets) if (next > (this.consumedTo.get(partition) ?? Number.POSITIVE_INFINITY)) this.consumedTo.set(partition, next);
     this.options.onBatch?.(outcome.total, (performance.now() - started) / 1000);
     logger.debug({ topic, offsets: Object.fromEntries(outcome.offsets), accepted: outcome.total.accepted.length }, 'chunk projected');
   }
