@@ -298,6 +298,14 @@ export class LagProbe {
     return new Map(rows.map((r) => [Number(r.partition), Number(r.next_offset)]));
   }
 
+  /** The claims taken so far (each assignment of a partition to an instance bumps its epoch). */
+  async claims(): Promise<number> {
+    const rows = await this.db
+      .query<{ n: string | null }>('SELECT sum(epoch) AS n FROM consumer_offsets WHERE group_id = $1 AND topic = $2', [this.groupId, this.topics.byCustomer])
+      .catch(() => [{ n: null }]);
+    return Number(rows[0]?.n ?? 0);
+  }
+
   /**
    * Waits until the group has consumed and committed everything the input topic held at `inputEnd`:
    * the repartition group's committed offsets reach it, then the stored offsets reach the end of

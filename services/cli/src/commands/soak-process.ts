@@ -13,6 +13,18 @@ export const LIFECYCLE_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..'
 
 const STDERR_TAIL = 32 * 1024;
 
+/** Every child still running, for Ctrl-C: nothing the soak started may outlive it. */
+const children = new Set<ChildProcess>();
+const track = (child: ChildProcess) => {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+};
+
+export function killEveryChild(): void {
+  for (const child of children) child.kill('SIGKILL');
+}
+
 export interface Exit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -30,7 +42,7 @@ export interface Running {
 }
 
 export function startProcess(name: string, command: string, args: readonly string[], env: Record<string, string> = {}): Running {
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  const child = track(spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } }));
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr = (stderr + text).slice(-STDERR_TAIL)));
   const running: Running = {
@@ -81,7 +93,7 @@ export interface Finished extends Exit {
  */
 export function runProcess(command: string, args: readonly string[], options: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Finished> {
   return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+    const child = track(spawn(command, args, { stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } }));
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));

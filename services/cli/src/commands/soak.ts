@@ -7,7 +7,8 @@ import { createScratchDatabase, type ScratchDatabase } from '@lifecycle/sql';
 import type { Logger } from 'pino';
 import { IngestService, LagProbe, OwnBroker, ProjectorGroup, SOAK_APPLICATION, type Offsets, type UnexpectedExit } from './soak-cluster.js';
 import { INPUT_PATHS, InputFeed } from './soak-input.js';
-import { runLifecycle, runProcess, sleep } from './soak-process.js';
+import { OwnPostgres } from './soak-postgres.js';
+import { killEveryChild, runLifecycle, sleep } from './soak-process.js';
 import { verify, type Check, type Verdict } from './soak-verify.js';
 
 /**
@@ -20,7 +21,11 @@ import { verify, type Check, type Verdict } from './soak-verify.js';
 
 export const FAULT_KINDS = ['kill', 'crash-in-commit', 'rebalance', 'pg-terminate', 'broker-restart', 'ingest-kill', 'postgres-restart'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
-/** Without --faults: every kind but the restart of the shared PostgreSQL server (--postgres-restart adds it). */
+/**
+ * Without --faults: every kind but the restart of PostgreSQL itself (--postgres-restart adds
+ * it). With it, the soak runs on a PostgreSQL server of its own (OwnPostgres), which it restarts;
+ * the shared server is never restarted.
+ */
 export const DEFAULT_FAULTS: readonly FaultKind[] = FAULT_KINDS.filter((k) => k !== 'postgres-restart');
 
 export interface SoakOptions {
@@ -31,7 +36,10 @@ export interface SoakOptions {
   /** Touchpoints per second of live input (over the three clients). */
   rate: number;
   faults: FaultKind[];
-  /** Any database of the PostgreSQL server on which the soak creates (and drops) lifecycle_soak_<random>. */
+  /**
+   * Any database of the PostgreSQL server on which the soak creates (and drops)
+   * lifecycle_soak_<random>; unused when `faults` has postgres-restart (a server of its own).
+   */
   serverUrl: string;
   json: string;
   /** A fault whose recovery takes longer than this fails its cycle. */
@@ -116,6 +124,7 @@ interface Soak {
   feed: InputFeed;
   random: () => number;
   log: Logger;
+  restartPostgres: () => Promise<void>;
 }
 
 export async function runSoak(options: SoakOptions, log: Logger): Promise<SoakReport> {
@@ -130,9 +139,25 @@ export async function runSoak(options: SoakOptions, log: Logger): Promise<SoakRe
   const topic = `soak-${randomBytes(4).toString('hex')}`;
   const kafka = createKafka({ brokers: [broker.address], clientId: 'lifecycle-soak', logger: log.child({ component: 'soak-kafka' }, { level: 'error' }) });
   await ensureLifecycleTopics(kafka, topicsFor(topic), PARTITIONS);
-  const database = await createScratchDatabase(options.serverUrl, 'lifecycle_soak');
+  const ownPostgres = options.faults.includes('postgres-restart') ? await OwnPostgres.start() : undefined;
+  const database = await createScratchDatabase(ownPostgres?.url ?? options.serverUrl, 'lifecycle_soak');
+  // Ctrl-C or a SIGTERM: what the soak started must not outlive it (a broker, a server, projectors).
+  const interrupted = (signal: NodeJS.Signals) => {
+    process.stderr.write(`soak: ${signal}: stopping everything it started\n`);
+    killEveryChild();
+    void (async () => {
+      await database.drop().catch(() => undefined);
+      await ownPostgres?.stop();
+      await broker.stop().catch(() => undefined);
+      await rm(workDir, { recursive: true, force: true });
+      process.exit(130);
+    })();
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   const faults: FaultRecord[] = [];
   let soak: Soak | undefined;
+  const restartPostgres = ownPostgres ? () => ownPostgres.restart() : () => Promise.reject(new Error('no PostgreSQL server of its own'));
   let verification: SoakReport['verification'] = { ok: false, error: 'not run' };
   let inputSeconds = 0;
   try {
@@ -142,7 +167,7 @@ export async function runSoak(options: SoakOptions, log: Logger): Promise<SoakRe
     const ingest = await IngestService.start({ brokers: broker.address, topic, log });
     const probe = await LagProbe.open(broker.address, topic, database.url, log);
     const feed = new InputFeed({ brokers: broker.address, topic, rate: options.rate, seed: options.seed, log, ingestUrl: ingest.url });
-    soak = { broker, topic, database, group, ingest, probe, feed, random, log };
+    soak = { broker, topic, database, group, ingest, probe, feed, random, log, restartPostgres };
     await feed.start();
     const inputStarted = Date.now();
     // The group settles in before the first fault.
@@ -185,9 +210,12 @@ export async function runSoak(options: SoakOptions, log: Logger): Promise<SoakRe
       await soak.ingest.stop().catch(() => undefined);
       await soak.probe.close().catch(() => undefined);
     }
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     if (options.keep) process.stderr.write(`soak: kept ${workDir}, database ${database.url}, broker ${broker.address} (stop it: LIFECYCLE_KAFKA_STATE=${join(workDir, 'kafka')} KAFKA_PORT=${broker.port} bash infra/kafka/kafka.sh stop)\n`);
     else {
       await database.drop().catch((error: unknown) => log.warn({ err: error }, 'soak: could not drop its database'));
+      await ownPostgres?.stop();
       await broker.stop().catch((error: unknown) => log.warn({ err: error }, 'soak: could not stop its broker'));
       await rm(workDir, { recursive: true, force: true });
     }
@@ -232,7 +260,13 @@ async function runCycle(soak: Soak, cycle: number, kind: FaultKind, options: Soa
   const injected = Date.now();
   const record: FaultRecord = { cycle, kind, detail: '', at: new Date(injected).toISOString(), recoverySeconds: null, survived: false, unexpectedExits: [] };
   try {
+    const claimsBefore = await soak.probe.claims();
     record.detail = await inject(soak, kind);
+    if (kind === 'rebalance') {
+      // An instance joining or leaving is over once the group reassigned the partitions: the
+      // claim of the new assignment (consumption went on meanwhile, so lag alone would not show it).
+      await waitUntil(async () => (await soak.probe.claims()) > claimsBefore, options.recoveryTimeoutSeconds * 1000, 'the group did not reassign its partitions');
+    }
     const inputEnd: Offsets = await retry(() => soak.probe.endOffsets(soak.topic), options.recoveryTimeoutSeconds * 1000);
     await soak.probe.caughtUpWith(inputEnd, options.recoveryTimeoutSeconds * 1000 - (Date.now() - injected));
     record.recoverySeconds = round2((Date.now() - injected) / 1000);
@@ -244,6 +278,14 @@ async function runCycle(soak: Soak, cycle: number, kind: FaultKind, options: Soa
   if (failed) record.error ??= `input: ${failed.message}`;
   record.survived = record.recoverySeconds !== null && record.unexpectedExits.length === 0 && failed === undefined;
   return record;
+}
+
+async function waitUntil(done: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs / 1000} s`);
+    await sleep(200);
+  }
 }
 
 async function retry<T>(work: () => Promise<T>, timeoutMs: number): Promise<T> {
@@ -323,9 +365,8 @@ async function inject(soak: Soak, kind: FaultKind): Promise<string> {
     }
     case 'postgres-restart': {
       const started = Date.now();
-      const run = await runProcess('bash', ['-c', 'pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main restart'], { timeoutMs: 120_000 });
-      if (run.code !== 0) throw new Error(`pg_ctlcluster restart failed: ${run.stderr.slice(-1_000)}`);
-      return `PostgreSQL restarted (${round2((Date.now() - started) / 1000)} s)`;
+      await soak.restartPostgres();
+      return `PostgreSQL server restarted (pg_ctl restart -m fast, as pg_ctlcluster restart; ${round2((Date.now() - started) / 1000)} s)`;
     }
   }
 }
