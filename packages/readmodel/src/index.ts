@@ -2,10 +2,12 @@ export { READ_MODEL_TABLES, READ_MODELS, readModelMigrations } from './schema.js
 export type { CustomerChange, ProjectedChanges, ReadModel } from './read-model.js';
 export {
   countCustomersByStage,
+  customerCurrencies,
   customersDueBy,
   loadCustomers,
   ownerPartitions,
   readCustomerHistories,
+  readCustomerPage,
   readCustomerRow,
   readCustomerRows,
   type StoredCustomer,
