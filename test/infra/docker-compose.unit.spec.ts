@@ -328,6 +328,19 @@ describe('docker-compose.yml', () => {
       }
     });
 
+    test('serves data without keys only on the host\'s loopback (SPEC §9)', () => {
+      const command = commandOf(name);
+      // `project` serves only /health and /metrics, which stay open.
+      if (!['serve', 'ingest-server', 'start'].includes(command[0]!)) return;
+      const withoutKeys = command.includes('--insecure-no-auth');
+      expect({ service: name, keysOrInsecure: withoutKeys || optionOf(command, '--auth-keys') !== undefined }).toEqual({ service: name, keysOrInsecure: true });
+      if (!withoutKeys) return;
+      for (const port of service(name).ports ?? []) {
+        const loopback = typeof port === 'object' ? (port as { host_ip?: string }).host_ip === '127.0.0.1' : String(port).startsWith('127.0.0.1:');
+        expect({ service: name, port, loopback }).toEqual({ service: name, port, loopback: true });
+      }
+    });
+
     test('reaches Kafka and PostgreSQL through compose services', () => {
       const env = environmentOf(name);
       const kafkaListeners = environmentOf('kafka')['KAFKA_LISTENERS'] ?? '';
