@@ -122,6 +122,52 @@ function minorUnits(lines: string[]): Amounts {
   );
 }
 
+export interface ReferralRow {
+  referrer: string;
+  referred: number;
+  converted: number;
+  revenue: Amounts;
+}
+
+/** A row of the referral table: the figures as shown, amounts read back into minor units. */
+export type ReferralTableRow = ReferralRow & { rate: string };
+
+export async function readReferrals(tab: Page): Promise<ReferralTableRow[]> {
+  const rows = await tab.$$eval('#referrals tbody tr', (trs: DomNode[]) =>
+    trs.map((tr) => {
+      const text = (column: string) => tr.querySelector(`[data-column="${column}"]`)?.textContent ?? '';
+      return {
+        referrer: text('referrer'),
+        referred: text('referred'),
+        converted: text('converted'),
+        rate: text('rate'),
+        revenue: [...tr.querySelectorAll('[data-column="revenue"] .money')].map((line) => line.textContent ?? ''),
+      };
+    }),
+  );
+  return rows.map((row) => ({ referrer: row.referrer, referred: count(row.referred), converted: count(row.converted), rate: row.rate, revenue: minorUnits(row.revenue) }));
+}
+
+/**
+ * The referral table /referrals makes, in the page's default order (most referred first, then most
+ * converted, then by id), with each conversion rate as a whole percentage.
+ */
+export function referralTableOf(rows: ReferralRow[]): ReferralTableRow[] {
+  const byId = (a: ReferralRow, b: ReferralRow) => (a.referrer < b.referrer ? -1 : a.referrer > b.referrer ? 1 : 0);
+  return [...rows]
+    .sort((a, b) => b.referred - a.referred || b.converted - a.converted || byId(a, b))
+    .map((row) => ({ ...row, rate: `${Math.round((100 * row.converted) / row.referred)}%` }));
+}
+
+/** The rolling churn rate figures as shown, by window in days: `14.6%`, or `—` without a base. */
+export const readChurnRates = (tab: Page): Promise<Record<string, string>> =>
+  tab.$$eval('#churn-rate [data-window-days]', (tiles: DomNode[]) =>
+    Object.fromEntries(tiles.map((tile) => [tile.dataset['windowDays'] ?? '', tile.querySelector('.figure')?.textContent ?? ''])),
+  );
+
+/** How the page shows a /churn-rate answer's rate. */
+export const churnRateText = (rate: number | null) => (rate === null ? '—' : `${(100 * rate).toFixed(1)}%`);
+
 /** A row of the customer's stage changes: its revision, event type and the text of its cells. */
 export const readLifecycle = (tab: Page) =>
   tab.$$eval('#customer table.lifecycle tbody tr', (trs: DomNode[]) =>

@@ -10,7 +10,21 @@ import { ingestLines } from '@lifecycle/projection';
 import { readModelMigrations } from '@lifecycle/readmodel';
 import { migrate, openPglite, type SqlDatabase } from '@lifecycle/sql';
 import { launchChromium, openTab, screenshot, type Expected } from './chromium.js';
-import { heatmapOf, pickAsOf, readChannelTable, readHeatmap, readLifecycle, type ChannelRow, type CohortRow, type DomNode } from './page-reader.js';
+import {
+  churnRateText,
+  heatmapOf,
+  pickAsOf,
+  readChannelTable,
+  readChurnRates,
+  readHeatmap,
+  readLifecycle,
+  readReferrals,
+  referralTableOf,
+  type ChannelRow,
+  type CohortRow,
+  type DomNode,
+  type ReferralRow,
+} from './page-reader.js';
 
 // The analyst's page in a real browser, checked against the API it reads: what a person sees.
 const ARTIFACTS = 'test-artifacts';
@@ -19,6 +33,9 @@ const touchpoints = [...generateTouchpoints({ customers: 400, seed: 9, months: 8
 const analyst = newApiKey('analyst', ['read']);
 const writer = newApiKey('writer', ['ingest']);
 const KEY_STORAGE = 'lifecycle.apiKey';
+// The windows of the rolling churn rate the page shows, in days; the referrers it shows until asked for all.
+const WINDOWS = [7, 30, 90];
+const TOP_REFERRERS = 20;
 
 interface Served {
   base: string;
@@ -46,6 +63,17 @@ async function serve(config: LifecycleConfig, lines: string[]): Promise<Served> 
       await db.close();
     },
   };
+}
+
+/** What the churn-rate figures should read, by window, for the API's answers at `asOf` (the latest without). */
+async function churnRates(served: Served, asOf?: string): Promise<Record<string, string>> {
+  const rates: Record<string, string> = {};
+  // One after the other: the service computes two at once and refuses a third (503).
+  for (const windowDays of WINDOWS) {
+    const { rate } = await served.api<{ rate: number | null }>(`/churn-rate?windowDays=${windowDays}${asOf === undefined ? '' : `&asOf=${asOf}`}`);
+    rates[String(windowDays)] = churnRateText(rate);
+  }
+  return rates;
 }
 
 let browser: Browser;
@@ -102,7 +130,7 @@ describe('the analyst page, monthly cohorts', () => {
   });
 
   test('without a key the page asks for one; a refused key is asked again; the key is sent as a header, never in a URL', async () => {
-    const dataRoute = (url: string) => ['/cohorts', '/channels', '/churns', '/stages'].includes(new URL(url).pathname);
+    const dataRoute = (url: string) => ['/cohorts', '/channels', '/churns', '/stages', '/referrals', '/churn-rate'].includes(new URL(url).pathname);
     const opened = await openTab(browser, `${served.base}/`, dataRoute);
     tabs.push(opened);
     const { tab } = opened;
@@ -198,12 +226,21 @@ describe('the analyst page, monthly cohorts', () => {
     const channels = await served.api<ChannelRow[]>(`/channels?asOf=${asOf}`);
     expect((await readChannelTable(tab)).map(({ roas: _, ...row }) => row)).toEqual(channels.map((row) => ({ ...row, cpa: row.cpa ?? {} })));
     expect(await tab.$eval('#status', (status) => status.textContent)).toContain('As of 2024-05-15 12:30:45 UTC');
+    // The referral loop and the churn rate follow the picker too.
+    const referrals = await served.api<ReferralRow[]>(`/referrals?asOf=${asOf}`);
+    expect(referrals).not.toEqual(await served.api<ReferralRow[]>('/referrals'));
+    expect(await readReferrals(tab)).toEqual(referralTableOf(referrals).slice(0, TOP_REFERRERS));
+    const rates = await churnRates(served, asOf);
+    expect(rates).not.toEqual(await churnRates(served));
+    expect(await readChurnRates(tab)).toEqual(rates);
 
     // Back to the latest: the picker emptied, the views are the API's defaults again.
     await tab.click('#latest');
     const { watermark } = await served.api<{ watermark: string }>('/health');
     await tab.waitForSelector(`html[data-state="ready"][data-as-of="${watermark}"]`);
     expect(await readHeatmap(tab)).toEqual(heatmapOf(await served.api<CohortRow[]>('/cohorts')));
+    expect(await readReferrals(tab)).toEqual(referralTableOf(await served.api<ReferralRow[]>('/referrals')).slice(0, TOP_REFERRERS));
+    expect(await readChurnRates(tab)).toEqual(await churnRates(served));
   });
 
   test('an answer the API refuses is a readable message in the view that asked', async () => {
@@ -217,11 +254,54 @@ describe('the analyst page, monthly cohorts', () => {
       '2150-01-01T00:00',
     );
     await tab.waitForSelector('html[data-state="error"][data-as-of="2150-01-01T00:00:00Z"]');
-    for (const [view, path] of [['heatmap', '/cohorts'], ['channels', '/channels'], ['churns', '/churns'], ['stages', '/stages']]) {
+    for (const [view, path] of [
+      ['heatmap', '/cohorts'],
+      ['channels', '/channels'],
+      ['churns', '/churns'],
+      ['stages', '/stages'],
+      ['referrals', '/referrals'],
+      ['churn-rate', '/churn-rate'],
+    ]) {
       expect(await tab.$eval(`#${view} [role="alert"]`, (alert: DomNode) => alert.textContent)).toMatch(
         new RegExp(`^${path} answered 400: asOf must be an ISO-8601 instant with Z or an offset, from 1970`),
       );
     }
+  });
+
+  test('the referral loop is /referrals: the top referrers by customers referred, all of them on asking; a referrer opens in the lookup', async () => {
+    const tab = await openPage(served);
+    const referrals = await served.api<ReferralRow[]>('/referrals');
+    // More referrers than the page shows at first.
+    expect(referrals.length).toBeGreaterThan(TOP_REFERRERS);
+    const expected = referralTableOf(referrals);
+    expect(await readReferrals(tab)).toEqual(expected.slice(0, TOP_REFERRERS));
+    expect(await tab.$eval('#referrals .table-foot', (foot) => foot.textContent)).toContain(`The top ${TOP_REFERRERS} of ${referrals.length} referrers`);
+
+    await tab.click('#referrals button.show-all');
+    expect(await readReferrals(tab)).toEqual(expected);
+    // Sorted by another column, and back: the same rows in that column's order.
+    await tab.click('#referrals button[data-sort="referrer"]');
+    expect((await readReferrals(tab)).map((row) => row.referrer)).toEqual(referrals.map((row) => row.referrer).sort());
+    expect(await tab.$eval('#referrals th[aria-sort]', (th) => th.textContent)).toContain('Referrer');
+    await tab.click('#referrals button[data-sort="referred"]');
+    expect(await readReferrals(tab)).toEqual(expected);
+    await tab.click('#referrals button.show-all');
+    expect(await readReferrals(tab)).toEqual(expected.slice(0, TOP_REFERRERS));
+
+    // A referrer is a customer: a click shows it in the lookup.
+    const { referrer } = expected[0]!;
+    await tab.click(`#referrals tbody tr:first-child button[data-customer-id]`);
+    await tab.waitForSelector(`#customer[data-state="ready"][data-customer-id="${referrer}"]`);
+    expect(await tab.$eval('#customer-id', (input: DomNode) => input.value)).toBe(referrer);
+    const { customer } = await served.api<{ customer: { customerId: string; stage: string } }>(`/customers/${encodeURIComponent(referrer)}`);
+    expect(await tab.$eval('#customer .customer-row', (row) => row.textContent)).toContain(`Customer${customer.customerId}Stage${customer.stage.replace('_', ' ')}`);
+  });
+
+  test('the rolling churn rate is /churn-rate for 7, 30 and 90 days', async () => {
+    const tab = await openPage(served);
+    const rates = await churnRates(served);
+    expect(Object.values(rates).every((rate) => /^\d+\.\d%$/.test(rate))).toBe(true);
+    expect(await readChurnRates(tab)).toEqual(rates);
   });
 
   test('the by-channel toggle shows the rows of /cohorts?by=channel', async () => {

@@ -1,19 +1,31 @@
 /**
- * The page's state (as-of instant, rows by cohort or by channel, currency, channel filter) and its
+ * The page's state (as-of instant, rows by cohort or by channel, currency, channel filter, order of
+ * the referrers and whether all are shown) and its
  * wiring: every view is drawn from the API's answers for the same instant.
  */
 import { ApiError, apiKey, getJson, needsKey } from './api.js';
 import { renderChannels } from './channels.js';
+import { WINDOWS, renderChurnRate } from './churn-rate.js';
 import { renderChurns } from './churns.js';
 import { renderCustomer } from './customer.js';
 import { emptyNode, errorNode, h, show } from './dom.js';
 import { currenciesOf, formatInstant } from './format.js';
 import { renderHeatmap } from './heatmap.js';
 import { renderLtv } from './ltv.js';
+import { DEFAULT_SORT, nextSort, renderReferrals } from './referrals.js';
 import { renderStages } from './stages.js';
 
 const $ = (id) => document.getElementById(id);
-const views = { stages: $('stages'), heatmap: $('heatmap'), ltv: $('ltv'), churns: $('churns'), channels: $('channels'), customer: $('customer') };
+const views = {
+  stages: $('stages'),
+  heatmap: $('heatmap'),
+  ltv: $('ltv'),
+  churnRate: $('churn-rate'),
+  churns: $('churns'),
+  channels: $('channels'),
+  referrals: $('referrals'),
+  customer: $('customer'),
+};
 const asOfInput = $('as-of');
 const keyForm = $('key-form');
 const currencySelect = $('currency');
@@ -25,9 +37,12 @@ const state = {
   byChannel: false,
   currency: /** @type {string | undefined} */ (undefined),
   channel: '',
+  referralSort: DEFAULT_SORT,
+  allReferrers: false,
   /** The API's answers for state.asOf, or the error that came instead. */
   cohorts: /** @type {object[] | Error} */ ([]),
   channels: /** @type {object[] | Error} */ ([]),
+  referrals: /** @type {object[] | Error} */ ([]),
 };
 
 // Answers of an older reload that arrive after a newer one started are dropped.
@@ -70,6 +85,16 @@ function drawChannels() {
   });
 }
 
+function drawReferrals() {
+  draw(views.referrals, state.referrals, (rows) => renderReferrals(views.referrals, rows, { sort: state.referralSort, all: state.allReferrers }));
+}
+
+/** The rolling churn rate of each window, or the first refusal among them. */
+function drawChurnRate(answers) {
+  const refused = answers.find((answer) => answer instanceof Error);
+  draw(views.churnRate, refused ?? answers, (rates) => renderChurnRate(views.churnRate, rates));
+}
+
 const cohortsQuery = () => ({ asOf: state.asOf ?? undefined, by: state.byChannel ? 'channel' : undefined });
 
 /** Loads every view for the picked instant (or the latest) and draws it. */
@@ -95,14 +120,18 @@ async function reload() {
   // The watermark, asked for explicitly: every view shows the same instant even while data arrives.
   state.asOf = picked ?? watermark;
   const asOf = state.asOf ?? undefined;
-  const [cohorts, channels, churns, stages] = await Promise.all([
+  // Each answer is a computation of the service, two at a time (api.js): the first views first.
+  const answers = await Promise.all([
     settle(getJson('/cohorts', cohortsQuery())),
     settle(getJson('/channels', { asOf })),
     settle(getJson('/churns', { asOf })),
     settle(getJson('/stages', { asOf })),
+    settle(getJson('/referrals', { asOf })),
+    ...WINDOWS.map((windowDays) => settle(getJson('/churn-rate', { asOf, windowDays: String(windowDays) }))),
   ]);
   if (mine !== generation) return;
-  if ([cohorts, channels, churns, stages].some(needsKey)) {
+  const [cohorts, channels, churns, stages, referrals, ...rates] = answers;
+  if (answers.some(needsKey)) {
     askForKey();
     return;
   }
@@ -114,7 +143,7 @@ async function reload() {
   const latest = watermark === null ? 'no data yet' : `latest data ${formatInstant(watermark)}`;
   $('status').textContent = picked ? `As of ${formatInstant(picked)} (${latest})` : watermark === null ? 'No data yet' : `As of the latest data: ${formatInstant(watermark)}`;
 
-  Object.assign(state, { cohorts, channels });
+  Object.assign(state, { cohorts, channels, referrals });
   draw(views.heatmap, cohorts, (rows) => renderHeatmap(views.heatmap, rows, { byChannel: state.byChannel }));
   drawLtv();
   drawChannels();
@@ -122,9 +151,11 @@ async function reload() {
   const periods = cohorts instanceof Error ? [] : [...new Set(cohorts.map((row) => row.period))];
   draw(views.churns, churns, (rows) => renderChurns(views.churns, rows, { periods }));
   draw(views.stages, stages, (rows) => renderStages(views.stages, rows));
+  drawChurnRate(rates);
+  drawReferrals();
   document.documentElement.dataset.asOf = state.asOf ?? '';
   document.documentElement.dataset.by = state.byChannel ? 'channel' : 'cohort';
-  document.documentElement.dataset.state = [cohorts, channels, churns, stages].some((answer) => answer instanceof Error) ? 'error' : 'ready';
+  document.documentElement.dataset.state = answers.some((answer) => answer instanceof Error) ? 'error' : 'ready';
 }
 
 /** Switches the heatmap and the LTV curves between cohorts and (cohort, channel) rows. */
@@ -135,7 +166,7 @@ function setByChannel(byChannel) {
   reload();
 }
 
-/** Shows the customer typed in the lookup. */
+/** Shows the customer typed in the lookup (or picked elsewhere on the page). */
 async function lookUp(customerId) {
   const view = views.customer;
   view.dataset.state = 'loading';
@@ -207,6 +238,31 @@ currencySelect.addEventListener('change', () => {
 channelSelect.addEventListener('change', () => {
   state.channel = channelSelect.value;
   drawChannels();
+});
+views.referrals.addEventListener('click', (event) => {
+  const target = /** @type {Element} */ (event.target);
+  const sort = target.closest('button[data-sort]');
+  if (sort) {
+    state.referralSort = nextSort(state.referralSort, sort.dataset.sort);
+    drawReferrals();
+    views.referrals.querySelector(`button[data-sort="${sort.dataset.sort}"]`)?.focus();
+    return;
+  }
+  if (target.closest('button.show-all')) {
+    state.allReferrers = !state.allReferrers;
+    drawReferrals();
+    views.referrals.querySelector('button.show-all')?.focus();
+    return;
+  }
+  // A referrer is a customer id: open it in the lookup.
+  const referrer = target.closest('button[data-customer-id]');
+  if (referrer) {
+    const customerId = referrer.dataset.customerId;
+    $('customer-id').value = customerId;
+    $('customer-title').scrollIntoView({ block: 'start' });
+    $('customer-id').focus({ preventScroll: true });
+    lookUp(customerId);
+  }
 });
 $('lookup-form').addEventListener('submit', (event) => {
   event.preventDefault();
