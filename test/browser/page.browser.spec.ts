@@ -217,7 +217,7 @@ describe('the analyst page, monthly cohorts', () => {
     }
   });
 
-  test('the as-of picker redraws the heatmap and the channel table as of that instant', async () => {
+  test('the as-of picker redraws the heatmap, the channel table, the referral loop and the churn rate as of that instant', async () => {
     const tab = await openPage(served);
     const asOf = await pickAsOf(tab, '2024-05-15T12:30:45');
     const cohorts = await served.api<CohortRow[]>(`/cohorts?asOf=${asOf}`);

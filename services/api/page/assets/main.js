@@ -1,7 +1,7 @@
 /**
  * The page's state (as-of instant, rows by cohort or by channel, currency, channel filter, order of
- * the referrers and whether all are shown) and its
- * wiring: every view is drawn from the API's answers for the same instant.
+ * the referrers and whether all are shown) and its wiring: every view is drawn from the API's
+ * answers for the same instant.
  */
 import { ApiError, apiKey, getJson, needsKey } from './api.js';
 import { renderChannels } from './channels.js';
@@ -120,7 +120,7 @@ async function reload() {
   // The watermark, asked for explicitly: every view shows the same instant even while data arrives.
   state.asOf = picked ?? watermark;
   const asOf = state.asOf ?? undefined;
-  // Each answer is a computation of the service, two at a time (api.js): the first views first.
+  // Each answer is a computation of the service: api.js asks two at a time, in this order.
   const answers = await Promise.all([
     settle(getJson('/cohorts', cohortsQuery())),
     settle(getJson('/channels', { asOf })),
