@@ -86,7 +86,11 @@ export interface FaultRecord {
   kind: FaultKind;
   detail: string;
   at: string;
-  /** From the moment the fault was injected until the group had consumed and committed everything produced before it ended. */
+  /**
+   * From the moment the fault struck (a crash inside a commit: the death) until the group was
+   * whole again (partitions reassigned, after a kill or a rebalance) and had consumed and
+   * committed everything produced before that.
+   */
   recoverySeconds: number | null;
   survived: boolean;
   error?: string;
@@ -254,22 +258,33 @@ export async function runSoak(options: SoakOptions, log: Logger): Promise<SoakRe
   return report;
 }
 
+/** Faults after which the group reassigns partitions (a claim of each, in the store) before it is whole again. */
+const REASSIGNING: ReadonlySet<FaultKind> = new Set(['kill', 'crash-in-commit', 'rebalance']);
+
 /** One cycle: the fault, then the wait for the group to catch up with everything produced before it ended. */
 async function runCycle(soak: Soak, cycle: number, kind: FaultKind, options: SoakOptions): Promise<FaultRecord> {
   const exitsBefore = soak.group.unexpected.length + soak.ingest.unexpected.length;
   const injected = Date.now();
+  let faultAt = injected;
   const record: FaultRecord = { cycle, kind, detail: '', at: new Date(injected).toISOString(), recoverySeconds: null, survived: false, unexpectedExits: [] };
   try {
-    const claimsBefore = await soak.probe.claims();
-    record.detail = await inject(soak, kind);
-    if (kind === 'rebalance') {
-      // An instance joining or leaving is over once the group reassigned the partitions: the
-      // claim of the new assignment (consumption went on meanwhile, so lag alone would not show it).
-      await waitUntil(async () => (await soak.probe.claims()) > claimsBefore, options.recoveryTimeoutSeconds * 1000, 'the group did not reassign its partitions');
+    let claimsBefore = await soak.probe.claims();
+    // A crash inside a commit comes some time after its fault is set up: recovery counts from the death.
+    record.detail = await inject(soak, kind, async () => {
+      faultAt = Date.now();
+      record.at = new Date(faultAt).toISOString();
+      claimsBefore = await soak.probe.claims();
+    });
+    if (REASSIGNING.has(kind)) {
+      // An instance killed, joining or leaving: the group is whole again once
+      // it reassigned the partitions (the new assignment's claims); until then the partitions of
+      // a dead instance wait, and the input end measured before that could be reached without
+      // them in a quiet moment.
+      await waitUntil(async () => (await soak.probe.claims()) > claimsBefore, options.recoveryTimeoutSeconds * 1000 - (Date.now() - injected), 'the group did not reassign its partitions');
     }
     const inputEnd: Offsets = await retry(() => soak.probe.endOffsets(soak.topic), options.recoveryTimeoutSeconds * 1000);
     await soak.probe.caughtUpWith(inputEnd, options.recoveryTimeoutSeconds * 1000 - (Date.now() - injected));
-    record.recoverySeconds = round2((Date.now() - injected) / 1000);
+    record.recoverySeconds = round2((Date.now() - faultAt) / 1000);
   } catch (error) {
     record.error = (error as Error).message;
   }
@@ -303,7 +318,7 @@ async function retry<T>(work: () => Promise<T>, timeoutMs: number): Promise<T> {
 const pick = <T>(items: readonly T[], random: () => number): T => items[Math.floor(random() * items.length)]!;
 
 /** Injects one fault; resolves with what was done once the fault is over (what it broke is back). */
-async function inject(soak: Soak, kind: FaultKind): Promise<string> {
+async function inject(soak: Soak, kind: FaultKind, markClaims: () => Promise<void>): Promise<string> {
   const { group, random } = soak;
   switch (kind) {
     case 'kill': {
@@ -320,6 +335,7 @@ async function inject(soak: Soak, kind: FaultKind): Promise<string> {
       const nth = 2 + Math.floor(random() * 6);
       await group.stop(id);
       const inside = await group.crashInCommit(id, nth, 60_000);
+      await markClaims(); // the recovery is from this death, not from the stop before it
       group.start(id);
       return inside ? `projector ${id} SIGKILLed itself inside chunk transaction ${nth}, before its COMMIT; restarted` : `projector ${id} did not reach chunk ${nth} within 60 s: SIGKILLed instead; restarted`;
     }
