@@ -18,15 +18,15 @@ import { createTestDatabase } from '../support/postgres.js';
 // lock the visitor), and once the inserter commits no nudge is left: the customer is never
 // re-folded with it. A lost wake-up.
 //
-// Proposed fix (packages/readmodel, not this engineer's to edit): `ON CONFLICT (customer_id) DO
-// UPDATE SET owner_partition = EXCLUDED.owner_partition`. The update locks the existing nudge
+// The fix (nudgeCustomers): `ON CONFLICT (customer_id) DO UPDATE SET owner_partition =
+// EXCLUDED.owner_partition`. The update locks the existing nudge
 // row, so a concurrent DELETE of it waits for the inserter's COMMIT and then takes the row (and
 // the taker's later reads see the impression); an inserter that comes after the DELETE waits
 // for the taker's COMMIT and inserts a new nudge. (Alternative: the nudge taker locks the
 // visitors of the nudged customers, as the registration path does, before reading their
-// impressions.) Skipped until that fix lands: it fails today.
+// impressions.) This test failed before the fix.
 describe('nudges between projector instances', () => {
-  test.skip("a nudge left while its customer's owner takes the previous one is not lost (lost wake-up: INSERT … ON CONFLICT DO NOTHING in nudgeCustomers)", async () => {
+  test("a nudge left while its customer's owner takes the previous one is not lost (lost wake-up: INSERT … ON CONFLICT DO NOTHING in nudgeCustomers)", async () => {
     const database = await createTestDatabase();
     let db: SqlDatabase | undefined;
     try {
@@ -59,7 +59,7 @@ describe('nudges between projector instances', () => {
       expect(await taker).toEqual([customer]);
       const left = await store.query<{ customer_id: string }>('SELECT customer_id FROM customer_nudges');
       // Either the owner took the nudge after the impression committed (then it read it), or a
-      // nudge is still there for its next transaction. Today neither: it took it before, and none is left.
+      // nudge is still there for its next transaction (before the fix: neither).
       expect(takenAt > insertCommittedAt || left.length === 1).toBe(true);
     } finally {
       await db?.close();

@@ -200,10 +200,16 @@ export async function saveConsumerOffsets(sql: SqlExecutor, groupId: string, top
   );
 }
 
-/** Asks the owners of `customers` (by partition) to re-fold them. */
+/**
+ * Asks the owners of `customers` (by partition) to re-fold them. A nudge already there is
+ * updated, not left alone: the update locks it until this transaction commits, so an owner that
+ * takes it meanwhile waits and then reads what this transaction wrote (with DO NOTHING it took
+ * the old nudge, re-folded without this transaction's touchpoints, and none was left: a lost
+ * wake-up the fault soak found, test/soak/lost-nudge.int.spec.ts).
+ */
 export async function nudgeCustomers(sql: SqlExecutor, customers: ReadonlyMap<string, number>): Promise<void> {
   const records = [...customers].sort(([a], [b]) => (a < b ? -1 : 1)).map(([customer_id, owner_partition]) => ({ customer_id, owner_partition }));
-  await bulkInsert(sql, 'customer_nudges', { customer_id: 'text', owner_partition: 'integer' }, records, 'ON CONFLICT (customer_id) DO NOTHING');
+  await bulkInsert(sql, 'customer_nudges', { customer_id: 'text', owner_partition: 'integer' }, records, 'ON CONFLICT (customer_id) DO UPDATE SET owner_partition = EXCLUDED.owner_partition');
 }
 
 /** Takes the nudges for the customers of `partitions` (all of them when null). */
