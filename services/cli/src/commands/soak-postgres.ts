@@ -17,6 +17,10 @@ export class OwnPostgres {
     readonly port: number,
   ) {}
 
+  get dataDir(): string {
+    return join(this.dir, 'data');
+  }
+
   /** The URL of its `postgres` database (trust authentication on 127.0.0.1 only). */
   get url(): string {
     return `postgres://postgres@127.0.0.1:${this.port}/postgres`;

@@ -216,7 +216,10 @@ export async function runSoak(options: SoakOptions, log: Logger): Promise<SoakRe
     }
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
-    if (options.keep) process.stderr.write(`soak: kept ${workDir}, database ${database.url}, broker ${broker.address} (stop it: LIFECYCLE_KAFKA_STATE=${join(workDir, 'kafka')} KAFKA_PORT=${broker.port} bash infra/kafka/kafka.sh stop)\n`);
+    if (options.keep) {
+      process.stderr.write(`soak: kept ${workDir}, database ${database.url}, broker ${broker.address} (stop it: LIFECYCLE_KAFKA_STATE=${join(workDir, 'kafka')} KAFKA_PORT=${broker.port} bash infra/kafka/kafka.sh stop)\n`);
+      if (ownPostgres) process.stderr.write(`soak: kept its PostgreSQL server on port ${ownPostgres.port} (stop it: pg_ctl -D ${ownPostgres.dataDir} -m fast stop, as the postgres user)\n`);
+    }
     else {
       await database.drop().catch((error: unknown) => log.warn({ err: error }, 'soak: could not drop its database'));
       await ownPostgres?.stop();
