@@ -134,7 +134,9 @@ export class ProjectorService {
     // A fetch that held only transaction markers (or aborted records) never reaches eachBatch:
     // kafkajs reports it here, with no message (batchSize 0).
     this.projectConsumer.on(this.projectConsumer.events.END_BATCH_PROCESS, ({ payload }) => {
-      if (payload.topic !== topics.byCustomer || payload.batchSize !== 0) return;
+      // firstOffset null: every record fetched lay below the offset asked for (kafkajs then reports
+      // that offset as the last one, which was not fetched): nothing to step over.
+      if (payload.topic !== topics.byCustomer || payload.batchSize !== 0 || payload.firstOffset === null) return;
       this.markersFetched(payload.partition, Number(payload.lastOffset) + 1);
     });
     // At once: joining one group must not wait for the other's join (a rebalance of the first,
