@@ -72,6 +72,8 @@ export class RepartitionStage {
   private timer: NodeJS.Timeout | undefined;
   private committing: Promise<void> = Promise.resolve();
   private retryAfter = 0;
+  /** Stopping: no partition is taken again. */
+  private stopped = false;
 
   constructor(private readonly options: RepartitionStageOptions) {
     this.consumer = options.kafka.consumer({ groupId: options.groupId, readUncommitted: false, heartbeatInterval: 1_000 });
@@ -91,7 +93,10 @@ export class RepartitionStage {
       this.from.clear();
       this.committing = this.committing
         .then(() => this.assign(partitions, assignment))
-        .catch((error: unknown) => this.options.logger.error({ err: error, topic: input, partitions }, 'repartition: taking the assigned partitions failed; they are taken at the next assignment'));
+        .catch((error: unknown) => {
+          this.options.logger.error({ err: error, topic: input, partitions }, 'repartition: taking the assigned partitions failed; trying again');
+          for (const partition of partitions) this.retake(partition, assignment);
+        });
     });
     await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.consume(payload) });
   }
@@ -102,6 +107,7 @@ export class RepartitionStage {
    * the group. A transaction after that is fenced if the partition's next owner has started.
    */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.consumer.pause([{ topic: this.options.topics.input }]);
     await this.commit().catch(() => undefined);
     await this.consumer.disconnect().catch(() => undefined);
@@ -111,54 +117,64 @@ export class RepartitionStage {
   }
 
   /**
-   * Takes the partitions of a new assignment: releases the producers of the partitions gone;
-   * for each partition, a producer that fences its previous owner's (a kept partition keeps its
-   * producer: nobody else had it), then the committed offset, read after the fencing, where the
-   * partition is fetched from.
+   * Takes the partitions of a new assignment: releases the producers of the partitions gone and
+   * takes each assigned one (a kept partition keeps its producer: nobody else had it).
    */
   private async assign(partitions: number[], assignment: number): Promise<void> {
-    const { kafka, topics, groupId, logger } = this.options;
+    const { topics, logger } = this.options;
     for (const [partition, producer] of this.producers) {
       if (partitions.includes(partition)) continue;
       this.producers.delete(partition);
       await producer.disconnect().catch(() => undefined);
     }
-    await Promise.all(
-      partitions.map(async (partition) => {
-        if (this.producers.has(partition)) return;
-        const producer = createProducer(kafka, {
-          transactionalId: `${groupId}.p${partition}`,
-          transactionTimeout: 15_000,
-          // The broker answers CONCURRENT_TRANSACTIONS while the previous transaction still
-          // completes (a few ms); kafkajs's default first retry waits 300 ms, which was most of
-          // the end-to-end latency.
-          retry: { initialRetryTime: 20, retries: 10 },
-        });
+    await Promise.all(partitions.map((partition) => this.take(partition, assignment)));
+    logger.info({ topic: topics.input, partitions, from: Object.fromEntries(this.from) }, 'repartition: partitions taken');
+  }
+
+  /**
+   * Takes a partition: a producer that fences its previous owner's (unless this instance has a
+   * working one for it), then the committed offset, read after the fencing, where the partition
+   * is fetched from. Until then its messages are ignored.
+   */
+  private async take(partition: number, assignment: number): Promise<void> {
+    const { kafka, topics, groupId } = this.options;
+    if (!this.producers.has(partition)) {
+      const producer = createProducer(kafka, {
+        transactionalId: `${groupId}.p${partition}`,
+        transactionTimeout: 15_000,
+        // The broker answers CONCURRENT_TRANSACTIONS while the previous transaction still
+        // completes (a few ms); kafkajs's default first retry waits 300 ms, which was most of
+        // the end-to-end latency.
+        retry: { initialRetryTime: 20, retries: 10 },
+      });
+      try {
         await producer.connect();
         // InitProducerId: the previous owner's producer is fenced, its transaction in flight
         // completed or aborted by the coordinator before this returns. No request is sent for
         // the empty transaction.
         await (await producer.transaction()).abort();
-        this.producers.set(partition, producer);
-      }),
-    );
-    if (assignment !== this.assignment) return; // a newer assignment takes over
+      } catch (error) {
+        await producer.disconnect().catch(() => undefined);
+        throw error;
+      }
+      if (assignment !== this.assignment) {
+        await producer.disconnect().catch(() => undefined);
+        return; // a newer assignment takes over
+      }
+      this.producers.set(partition, producer);
+    }
     const admin = kafka.admin();
     await admin.connect();
     try {
       const [committed] = await admin.fetchOffsets({ groupId, topics: [topics.input] });
-      const offsets = new Map((committed?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+      // -1: nothing committed yet, the group starts from the beginning.
+      const offset = Math.max(0, Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? 0));
       if (assignment !== this.assignment) return;
-      for (const partition of partitions) {
-        // -1: nothing committed yet, the group starts from the beginning.
-        const offset = Math.max(0, offsets.get(partition) ?? 0);
-        this.consumer.seek({ topic: topics.input, partition, offset: String(offset) });
-        this.from.set(partition, offset);
-      }
+      this.consumer.seek({ topic: topics.input, partition, offset: String(offset) });
+      this.from.set(partition, offset);
     } finally {
       await admin.disconnect();
     }
-    logger.info({ topic: topics.input, partitions, from: Object.fromEntries(this.from) }, 'repartition: partitions taken');
   }
 
   private async consume({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
@@ -239,46 +255,38 @@ export class RepartitionStage {
     } catch (error) {
       await transaction?.abort().catch(() => undefined);
       this.retryAfter = Date.now() + RETRY_AFTER_FAILURE_MS;
+      // The producer is not used again: after a failed transaction (a broker away, a timeout) its
+      // state may be stuck. The partition is taken again with a new one, which fences the old.
+      this.producers.delete(partition);
+      this.from.delete(partition);
+      await producer.disconnect().catch(() => undefined);
       if (isFenced(error)) {
         // Another instance owns the partition now: its producer took over. Nothing of this
         // transaction counts; the group's next assignment reaches this instance soon.
         logger.warn({ err: error, topic: topics.input, partition }, 'repartition: fenced, the partition is another instance\'s now');
-        this.producers.delete(partition);
-        this.from.delete(partition);
-        await producer.disconnect().catch(() => undefined);
         throw error;
       }
       logger.error({ err: error, topic: topics.input, partition }, 'repartitioning failed: the consumed input is fetched again from the committed offset');
-      await this.rewind(partition);
+      this.retake(partition, this.assignment);
       throw error;
     }
     for (const b of batches) for (const rejection of b.rejections) this.options.onRejected?.(rejection);
   }
 
-  /** After a failed transaction: the partition is fetched again from its committed offset. */
-  private async rewind(partition: number): Promise<void> {
-    const { kafka, topics, groupId, logger } = this.options;
-    this.from.delete(partition); // not ready until the seek below, or the next assignment
-    const assignment = this.assignment;
-    try {
-      const admin = kafka.admin();
-      await admin.connect();
-      try {
-        const [committed] = await admin.fetchOffsets({ groupId, topics: [topics.input] });
-        const offset = Math.max(0, Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? 0));
-        if (assignment !== this.assignment) return;
-        this.consumer.seek({ topic: topics.input, partition, offset: String(offset) });
-        this.from.set(partition, offset);
-      } finally {
-        await admin.disconnect();
-      }
-    } catch (error) {
-      // The broker is away: the partition waits (its messages are ignored) until the next
-      // assignment takes it again; a consumer that lost the broker rejoins the group.
-      logger.error({ err: error, topic: topics.input, partition }, 'repartition: could not read the committed offset to fetch again from');
-      setTimeout(() => {
-        if (assignment === this.assignment && !this.from.has(partition)) void (this.committing = this.committing.then(() => this.rewind(partition)));
-      }, RETRY_AFTER_FAILURE_MS);
-    }
+  /**
+   * After a failed transaction: the partition is taken again (a new producer, the committed
+   * offset), after the pause, and again until it works or a new assignment comes.
+   */
+  private retake(partition: number, assignment: number): void {
+    setTimeout(() => {
+      if (this.stopped || assignment !== this.assignment || this.from.has(partition)) return;
+      this.committing = this.committing
+        .then(() => (assignment === this.assignment && !this.from.has(partition) ? this.take(partition, assignment) : undefined))
+        .catch((error: unknown) => {
+          // The broker is still away: its messages are ignored meanwhile.
+          this.options.logger.error({ err: error, topic: this.options.topics.input, partition }, 'repartition: could not take the partition again; trying again');
+          this.retake(partition, assignment);
+        });
+    }, RETRY_AFTER_FAILURE_MS);
   }
 }
