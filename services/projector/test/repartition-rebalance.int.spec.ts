@@ -46,6 +46,44 @@ function gatedKafka(kafka: Kafka): { kafka: Kafka; open: () => void; held: () =>
   return { kafka: gated, open: release, held: () => held };
 }
 
+/**
+ * A Kafka client whose first producer of each transactional id fails its first real
+ * transaction's commit (a broker gone mid-commit) and is unusable after that (every later
+ * transaction refused), as kafkajs's producers were after a broker restart in the soak.
+ */
+function failingOnceKafka(kafka: Kafka): { kafka: Kafka; failed: () => number } {
+  const seen = new Set<string>();
+  let failed = 0;
+  const failing = new Proxy(kafka, {
+    get(target, property, receiver) {
+      if (property !== 'producer') return Reflect.get(target, property, receiver);
+      return (config: Parameters<Kafka['producer']>[0]) => {
+        const producer = target.producer(config);
+        const id = config?.transactionalId;
+        if (id === undefined || seen.has(id)) return producer;
+        seen.add(id);
+        const transaction = producer.transaction.bind(producer);
+        let calls = 0;
+        return Object.assign(producer, {
+          transaction: async () => {
+            calls += 1;
+            if (calls > 2) throw new Error('test: this producer is stuck since its failed commit');
+            const t = await transaction();
+            if (calls === 1) return t; // the fencing on assignment
+            return Object.assign(t, {
+              commit: async () => {
+                failed += 1;
+                throw new Error('test: the broker went away during the commit');
+              },
+            });
+          },
+        }) satisfies Producer;
+      };
+    },
+  });
+  return { kafka: failing, failed: () => failed };
+}
+
 describe('repartition stage: a partition taken over in a rebalance', () => {
   let brokers: string;
   beforeAll(() => {
@@ -107,4 +145,43 @@ describe('repartition stage: a partition taken over in a rebalance', () => {
     expect(dead.map((m) => m.value).sort()).toEqual([...lines.invalid].sort());
     expect(published.map((m) => m.value).sort()).toEqual([...lines.valid].sort());
   }, 180_000);
+
+  test('a transaction that failed (the broker away mid-commit) does not stall its partition: it is taken again with a new producer, each message published once', async () => {
+    const kafka = createKafka({ brokers: [brokers], clientId: 'test-repartition-retake', logger: log });
+    const topics = topicsFor(`retake-${randomBytes(4).toString('hex')}`);
+    await ensureLifecycleTopics(kafka, topics, 2);
+    const lines: string[] = [];
+    const producer = createProducer(kafka);
+    await producer.connect();
+    for (const partition of [0, 1]) {
+      const messages = [];
+      for (let i = 0; i < 10; i += 1) {
+        const line = JSON.stringify({ id: `bad-${partition}-${i}`, type: 'nope', occurredAt: '2024-01-01T00:00:00Z' });
+        lines.push(line);
+        messages.push({ value: line, partition });
+      }
+      await producer.send({ topic: topics.input, acks: -1, messages });
+    }
+    await producer.disconnect();
+    const failing = failingOnceKafka(createKafka({ brokers: [brokers], clientId: 'test-repartition-retake-a', logger: log }));
+    const stage = new RepartitionStage({ topics, groupId: `${topics.input}.repartition`, logger: log, commitIntervalMs: 50, onInput: () => undefined, kafka: failing.kafka, instanceId: 'a' });
+    try {
+      await stage.start();
+      await waitFor('a failed commit', () => failing.failed() > 0, 30_000);
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        await waitFor('both partitions committed', async () => {
+          const [committed] = await admin.fetchOffsets({ groupId: `${topics.input}.repartition`, topics: [topics.input] });
+          return (committed?.partitions ?? []).every((p) => Number(p.offset) === 10);
+        }, 30_000, 200);
+      } finally {
+        await admin.disconnect();
+      }
+    } finally {
+      await stage.stop();
+    }
+    const dead = await readMessages(brokers, topics.deadLetter, lines.length);
+    expect(dead.map((m) => m.value).sort()).toEqual([...lines].sort());
+  }, 120_000);
 });
