@@ -253,7 +253,7 @@ export async function customerCurrencies(sql: SqlExecutor): Promise<string[]> {
 }
 
 export async function readCustomerRow(sql: SqlExecutor, customerId: string): Promise<CustomerRow | null> {
-  const [record] = await sql.query<CustomerRecord>(`SELECT ${Object.keys(COLUMNS).join(', ')} FROM customers WHERE customer_id = $1`, [customerId]);
+  const [record] = await sql.query<CustomerRecord>(`SELECT ${ROW_COLUMNS} FROM customers WHERE customer_id = $1`, [customerId]);
   return record === undefined ? null : toCustomerRow(record);
 }
 

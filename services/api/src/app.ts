@@ -22,7 +22,7 @@ import { customerStream } from '@lifecycle/projection';
 import { loadProjectionState, readCustomerRow } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { CustomerPages } from './customer-pages.js';
-import { CONTENT_TYPES, CUSTOMER_COLUMNS, formatRows, nextPageLink, type ExportAnswer, type ExportJob, type ExportTable, type Format } from './export-jobs.js';
+import { CONTENT_TYPES, CUSTOMER_COLUMNS, customerAnswer, formatRows, type ExportAnswer, type ExportJob, type ExportTable, type Format } from './export-jobs.js';
 import { ExportSlots, inProcessExports, type ExportRunner } from './export-runner.js';
 import { PAGE_CONTENT_SECURITY_POLICY, registerPage } from './page.js';
 import { BadRequest, days, identifier, instant, oneOf, pageSize, queryParser, quote } from './query.js';
@@ -171,18 +171,15 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   });
 
   const latestCustomers = async (reply: FastifyReply, format: Format, page: { limit: number; after?: string } | undefined) => {
-    const currencies = format === 'csv' ? new Map([['revenue', await pages.currencies()]]) : undefined;
+    const currencies = format === 'csv' ? await pages.currencies() : undefined;
     if (page === undefined) {
       // Every row, a page at a time, never all in memory: a slow client slows the reading.
-      return reply.type(CONTENT_TYPES[format]).send(Readable.from(streamedRows(pages.all(DEFAULT_PAGE), format, currencies), PIECE_AT_A_TIME));
+      const layout = currencies === undefined ? undefined : new Map([['revenue', currencies]]);
+      return reply.type(CONTENT_TYPES[format]).send(Readable.from(streamedRows(pages.all(DEFAULT_PAGE), format, layout), PIECE_AT_A_TIME));
     }
-    // One more than asked: whether there is a next page.
-    const rows = await pages.page(page.after, page.limit + 1);
-    const shown = rows.slice(0, page.limit);
-    const next = rows.length > page.limit ? nextPageLink(undefined, format, page.limit, shown[shown.length - 1]!.customerId) : null;
-    if (format === 'json') return reply.type(CONTENT_TYPES.json).send(JSON.stringify({ customers: shown, next }));
-    if (next !== null) reply.header('link', `<${next}>; rel="next"`);
-    return reply.type(CONTENT_TYPES[format]).send([...formatRows(shown, CUSTOMER_COLUMNS, format, currencies)].join(''));
+    // One more than asked: whether there is a next page (customerAnswer cuts it off and links it).
+    const answer = customerAnswer(await pages.page(page.after, page.limit + 1), { format, page: { limit: page.limit } }, currencies);
+    return reply.type(answer.contentType).headers(answer.headers).send(Readable.from(answer.body, PIECE_AT_A_TIME));
   };
 
   const tableRoute = (path: string, table: (query: { by?: 'channel' }) => ExportTable, parse: (query: unknown) => { asOf?: number; format?: Format; by?: 'channel' }) =>

@@ -68,7 +68,7 @@ export function* formatRows(rows: readonly object[], columns: readonly string[],
 }
 
 /** The link to the page after `last`, keeping the request's instant and format. */
-export function nextPageLink(asOf: number | undefined, format: Format, limit: number, last: string): string {
+function nextPageLink(asOf: number | undefined, format: Format, limit: number, last: string): string {
   const query = new URLSearchParams();
   if (asOf !== undefined) query.set('asOf', new Date(asOf).toISOString());
   if (format !== 'json') query.set('format', format);
