@@ -17,6 +17,8 @@ export default {
   moduleNameMapper: {
     // Workspace packages are tested from their sources, not their dist.
     '^@lifecycle/(api|ingest|projector)$': '<rootDir>/services/$1/src/index.ts',
+    // The EventStoreDB adapter is a subpath of its own: its gRPC client is slow to load.
+    '^@lifecycle/eventstore/eventstoredb$': '<rootDir>/packages/eventstore/src/eventstoredb.ts',
     '^@lifecycle/([a-z]+)$': '<rootDir>/packages/$1/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },

@@ -2,14 +2,6 @@ export { ConcurrencyError, NO_STREAM, type AppendRequest, type EventStore, type 
 export { inMemoryEventStore } from './in-memory.js';
 export { eventStoreMigrations, sqlEventStore, type SqlEventStore } from './sql-event-store.js';
 export {
-  EventStoreDbEventStore,
-  EventStoreDbUnavailableError,
-  hostsOf,
-  openEventStoreDb,
-  type EventStoreDbPosition,
-  type TypeSubscription,
-} from './eventstoredb.js';
-export {
   loadCheckpoint,
   MIRROR_START,
   mirrorEvents,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { NO_STREAM as ESDB_NO_STREAM, WrongExpectedVersionError, type EventStoreDBClient, type Position } from '@eventstore/db-client';
-import { ConcurrencyError, EventStoreDbEventStore, EventStoreDbUnavailableError, NO_STREAM, openEventStoreDb } from '@lifecycle/eventstore';
-import { hostsOf, toExpectedRevision, toRevision } from '../src/eventstoredb.js';
+import { ConcurrencyError, NO_STREAM } from '@lifecycle/eventstore';
+import { EventStoreDbEventStore, EventStoreDbUnavailableError, hostsOf, openEventStoreDb, toExpectedRevision, toRevision } from '@lifecycle/eventstore/eventstoredb';
 import { eventStoreContract } from './event-store-contract.js';
 import { ScriptedClient } from './scripted-esdb-client.js';
 

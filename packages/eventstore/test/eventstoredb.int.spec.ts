@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { NO_STREAM, openEventStoreDb, type EventStoreDbEventStore, type EventStoreDbPosition } from '@lifecycle/eventstore';
+import { NO_STREAM } from '@lifecycle/eventstore';
+import { openEventStoreDb, type EventStoreDbEventStore, type EventStoreDbPosition } from '@lifecycle/eventstore/eventstoredb';
 import { eventStoreContract } from './event-store-contract.js';
 import { eventStoreDbServer } from './eventstoredb-server.js';
 

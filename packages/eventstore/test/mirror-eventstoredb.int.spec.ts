@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mirrorEvents, openEventStoreDb, type EventStoreDbEventStore } from '@lifecycle/eventstore';
+import { mirrorEvents } from '@lifecycle/eventstore';
+import { openEventStoreDb, type EventStoreDbEventStore } from '@lifecycle/eventstore/eventstoredb';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { appendToSource, expectSameStreams, interceptedTarget, Killed, mirrorContract, openSource } from './mirror-contract.js';
 import { eventStoreDbServer } from './eventstoredb-server.js';

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { getEventListeners } from 'node:events';
 import fc from 'fast-check';
 import type { EventStoreDBClient } from '@eventstore/db-client';
+import { EventStoreDbEventStore } from '@lifecycle/eventstore/eventstoredb';
 import {
-  EventStoreDbEventStore,
   eventStoreMigrations,
   inMemoryEventStore,
   loadCheckpoint,

@@ -3,21 +3,11 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ConfigMismatchError, enableTestFaults, type CrashPoint } from '@lifecycle/projection';
 import { MixedWritersError } from '@lifecycle/readmodel';
 import { DirectoryInUseError } from '@lifecycle/sql';
-import { EXPORT_KINDS, exportCommand, type ExportKind } from './commands/export.js';
-import { sqlCommand, type SqlFormat } from './commands/sql.js';
-import { generateCommand } from './commands/generate.js';
-import { ingestCommand } from './commands/ingest.js';
-import { mirrorEventStoreCommand } from './commands/mirror.js';
-import { replayCommand } from './commands/replay.js';
-import { startCommand } from './commands/start.js';
-import { assertWritable, BENCH_PARTS, benchCommand, benchPureCommand, parseInstanceCounts, type BenchPart } from './commands/bench.js';
-import { DEFAULT_BENCH_SERVER } from './commands/bench-kafka.js';
+import { EXPORT_KINDS, type ExportKind } from './commands/export.js';
+import type { SqlFormat } from './commands/sql.js';
+import { BENCH_PARTS, DEFAULT_BENCH_SERVER, assertWritable, parseInstanceCounts, type BenchPart } from './commands/bench-options.js';
+import type { ExportOptions, ServerSecurityOptions } from './commands/servers.js';
 import { logger } from './logger.js';
-import { produceCommand } from './commands/produce.js';
-import { runProjector } from '@lifecycle/projector';
-import { ingestServerCommand, serveCommand, type ExportOptions, type ServerSecurityOptions } from './commands/servers.js';
-import { createKeyCommand } from './commands/keys.js';
-import { AccessConfigError } from '@lifecycle/access';
 import {
   DEAD_LETTER_FILE,
   UsageError,
@@ -106,6 +96,7 @@ program
   .action(async (file: string, options: StoreOptions & { deadLetters?: string }) => {
     const location = storeLocation(options);
     const deadLetters = options.deadLetters ?? ('dataDir' in location ? join(location.dataDir, DEAD_LETTER_FILE) : resolve(DEAD_LETTER_FILE));
+    const { ingestCommand } = await import('./commands/ingest.js');
     await ingestCommand(file, location, deadLetters, await loadConfig(options.config));
   });
 
@@ -123,6 +114,7 @@ program
   .addOption(configOption())
   .action(async (what: ExportKind, options: StoreOptions & { asOf?: string; by?: 'channel' }) => {
     if (options.by !== undefined && what !== 'cohorts') throw new UsageError(`--by applies to cohorts, not ${what}`);
+    const { exportCommand } = await import('./commands/export.js');
     await exportCommand(what, options.by === 'channel', storeLocation(options), await loadConfig(options.config), parseAsOf(options.asOf));
   });
 
@@ -133,6 +125,7 @@ program
   .addOption(databaseOption())
   .addOption(configOption())
   .action(async (options: StoreOptions) => {
+    const { replayCommand } = await import('./commands/replay.js');
     await replayCommand(storeLocation(options), await loadConfig(options.config));
   });
 
@@ -150,6 +143,7 @@ program
     const eventstore = eventStoreConnectionOf(options.eventstore);
     if (options.name.trim() === '') throw new UsageError('--name must not be empty');
     if (options.batchSize < 1) throw new UsageError('--batch-size must be at least 1');
+    const { mirrorEventStoreCommand } = await import('./commands/mirror.js');
     await mirrorEventStoreCommand({
       location: storeLocation(options),
       eventstore,
@@ -168,6 +162,7 @@ program
   .addOption(topicOption())
   .addOption(partitionsOption())
   .action(async (file: string, options: { brokers?: string; topic: string; partitions: number }) => {
+    const { produceCommand } = await import('./commands/produce.js');
     await produceCommand(file, { brokers: brokersOf(options.brokers), topic: options.topic, partitions: options.partitions });
   });
 
@@ -190,6 +185,7 @@ program
   .option('--host <host>', 'interface of the metrics server', '127.0.0.1')
   .action(async (options: StoreOptions & { brokers?: string; topic: string; partitions: number; instanceId?: string; group?: string; untilIdle: boolean; chunkSize?: number; commitInterval?: number; wallClockAfterIdle?: number; metricsPort: number; host: string }) => {
     if (options.chunkSize === 0) throw new UsageError('--chunk-size must be at least 1');
+    const { runProjector } = await import('@lifecycle/projector');
     await runProjector({
       brokers: brokersOf(options.brokers),
       topic: options.topic,
@@ -215,6 +211,7 @@ program
   .addOption(dataDirOption())
   .addOption(databaseOption())
   .action(async (statement: string, options: StoreOptions & { format: SqlFormat }) => {
+    const { sqlCommand } = await import('./commands/sql.js');
     await sqlCommand(statement, storeLocation(options), options.format);
   });
 
@@ -230,6 +227,7 @@ withExportLimits(
       .option('--metrics-port <n>', 'port of GET /metrics', integer('--metrics-port'), 9466),
   ),
 ).action(async (options: StoreOptions & { port: number; metricsPort: number } & ServerSecurityOptions & ExportOptions) => {
+  const { serveCommand } = await import('./commands/servers.js');
   await serveCommand({ ...options, location: storeLocation(options), config: await loadConfig(options.config) });
 });
 
@@ -243,6 +241,7 @@ withServerSecurity(
     .option('--port <n>', 'HTTP port', integer('--port'), 8080)
     .option('--metrics-port <n>', 'port of GET /metrics', integer('--metrics-port'), 9465),
 ).action(async (options: { brokers?: string; topic: string; partitions: number; port: number; metricsPort: number } & ServerSecurityOptions) => {
+  const { ingestServerCommand } = await import('./commands/servers.js');
   await ingestServerCommand({ ...options, brokers: brokersOf(options.brokers) });
 });
 
@@ -255,6 +254,7 @@ program
   .requiredOption('--scopes <list>', 'what it may do: read, ingest, or read,ingest', scopeList)
   .option('--file <file>', 'add the entry to this key file (made if absent)')
   .action(async (options: { id: string; scopes: string[]; file?: string }) => {
+    const { createKeyCommand } = await import('./commands/keys.js');
     await createKeyCommand(options);
   });
 
@@ -270,6 +270,7 @@ program
   .option('--late-rate <r>', 'share of lines delivered late', rate('--late-rate'), 0)
   .action(async (options: { customers: number; seed: number; start?: string; months?: number; duplicateRate: number; invalidRate: number; lateRate: number }) => {
     if (options.start !== undefined) parseAsOf(options.start);
+    const { generateCommand } = await import('./commands/generate.js');
     await generateCommand(options);
   });
 
@@ -286,6 +287,7 @@ withExportLimits(
       .addOption(configOption()),
   ),
 ).action(async (options: { file?: string; customers: number; seed: number; port: number; dataDir: string; config?: string } & ServerSecurityOptions & ExportOptions) => {
+  const { startCommand } = await import('./commands/start.js');
   await startCommand({ ...options, dataDir: dataDirOf(options.dataDir), config: await loadConfig(options.config) });
 });
 
@@ -330,6 +332,7 @@ program
       pure?: string;
     }) => {
       if (options.pure !== undefined) {
+        const { benchPureCommand } = await import('./commands/bench.js');
         await benchPureCommand(options.pure);
         return;
       }
@@ -340,6 +343,7 @@ program
       if (options.kafkaChunkSize === 0) throw new UsageError('--kafka-chunk-size must be at least 1');
       if (options.json !== undefined) await assertWritable(options.json);
       const serverUrl = databaseUrlOf(options.database) ?? DEFAULT_BENCH_SERVER;
+      const { benchCommand } = await import('./commands/bench.js');
       await benchCommand({
         touchpoints: options.touchpoints,
         customers: options.customers,
@@ -373,6 +377,9 @@ enableTestFaults({
   ...(crash ? { crashBeforeCommit: { point: crash[1] as CrashPoint, nth: Number(crash[2]) } } : {}),
 });
 
+// By name: @lifecycle/access (fastify's plugins) is loaded only by the commands that serve HTTP.
+const isAccessConfigError = (error: unknown): error is Error => error instanceof Error && error.name === 'AccessConfigError';
+
 try {
   await program.parseAsync();
 } catch (error) {
@@ -380,7 +387,7 @@ try {
     // Commander has already written its message (and the help): --help and `help` are exit code 0,
     // everything else it throws is a usage error.
     process.exitCode = error.exitCode === 0 ? 0 : 2;
-  } else if (error instanceof UsageError || error instanceof AccessConfigError || error instanceof ConfigMismatchError || error instanceof MixedWritersError || error instanceof DirectoryInUseError) {
+  } else if (error instanceof UsageError || isAccessConfigError(error) || error instanceof ConfigMismatchError || error instanceof MixedWritersError || error instanceof DirectoryInUseError) {
     process.stderr.write(`lifecycle: ${error.message}\n`);
     process.exitCode = 2;
   } else {

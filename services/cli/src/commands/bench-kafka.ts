@@ -22,8 +22,6 @@ import { mib, progress, round1, round3, skippedRow, thousands, type BenchRow, ty
  * touchpoint landed, and polls the stored offsets and `pg_stat_activity` every SAMPLE_MS.
  */
 
-/** PostgreSQL server on which the bench creates its scratch databases when none is named. */
-export const DEFAULT_BENCH_SERVER = 'postgres://postgres@127.0.0.1:5432/postgres';
 const PARTITIONS = 4;
 const SAMPLE_MS = 20;
 /** node-postgres names its sessions after PGAPPNAME: one name per instance tells them apart in pg_stat_activity. */

@@ -1,16 +1,10 @@
-import { access, constants, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { InvalidArgumentError } from 'commander';
-import { z } from 'zod';
-import { UsageError } from '../settings.js';
+import { join } from 'node:path';
+import type { BenchPart } from './bench-options.js';
 import { runEmbedded, runPureStages } from './bench-embedded.js';
 import { kafkaSkipped, kafkaStageUnavailable, runKafka, type KafkaBenchOptions } from './bench-kafka.js';
 import { formatTable, load, machine, progress, type PartResult } from './bench-report.js';
-
-/** Parts of the bench that `--stage` runs alone. */
-export const BENCH_PARTS = ['embedded', 'kafka'] as const;
-export type BenchPart = (typeof BENCH_PARTS)[number];
 
 export interface BenchOptions {
   touchpoints: number;
@@ -21,27 +15,6 @@ export interface BenchOptions {
   /** Where the results go as JSON, besides the table on stdout. */
   json?: string;
   kafka: Omit<KafkaBenchOptions, 'seed' | 'workDir'>;
-}
-
-const instanceList = z
-  .string()
-  .transform((value) => value.split(',').map((n) => (n.trim() === '' ? Number.NaN : Number(n))))
-  .pipe(z.array(z.number().int().min(1).max(16)).min(1))
-  .refine((counts) => counts[0] === 1 && counts.every((n, i) => i === 0 || n > counts[i - 1]!));
-
-/** `--instances 1,2,4`: the single projector first, since the other Kafka rows are its. */
-export function parseInstanceCounts(value: string): number[] {
-  const parsed = instanceList.safeParse(value);
-  if (!parsed.success) throw new InvalidArgumentError('expected instance counts ascending from 1, each at most 16, comma-separated, e.g. 1,2,4');
-  return parsed.data;
-}
-
-/** `--json FILE` is checked before the run, not after ten minutes of it. */
-export async function assertWritable(file: string): Promise<void> {
-  const dir = dirname(resolve(file));
-  await access(dir, constants.W_OK).catch((error: unknown) => {
-    throw new UsageError(`--json: cannot write into ${dir}: ${(error as Error).message}`);
-  });
 }
 
 /** `bench --pure FILE`: the pure stages in this process, their figures as a JSON line. */

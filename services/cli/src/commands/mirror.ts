@@ -1,4 +1,5 @@
-import { hostsOf, mirrorEvents, openEventStoreDb, type EventStore, type MirrorSummary } from '@lifecycle/eventstore';
+import { mirrorEvents, type EventStore, type MirrorSummary } from '@lifecycle/eventstore';
+import { hostsOf, openEventStoreDb } from '@lifecycle/eventstore/eventstoredb';
 import { openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
 import { logger } from '../logger.js';
 
