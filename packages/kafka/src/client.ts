@@ -58,6 +58,14 @@ export async function ensureLifecycleTopics(kafka: Kafka, topics: Topics, partit
   }
 }
 
+const partitioner = Partitioners.DefaultPartitioner();
+
+/** The partition that createProducer's producers give a message keyed `key` on a topic of `partitions` partitions. */
+export function partitionOfKey(key: string, partitions: number): number {
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
+  return partitioner({ topic: '', partitionMetadata, message: { key, value: null } });
+}
+
 /**
  * A producer that partitions by key like the Java client (murmur2), so that every client puts
  * one customer on one partition; idempotent, acks=all on every send.

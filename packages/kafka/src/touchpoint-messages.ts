@@ -1,8 +1,11 @@
 import type { IHeaders, Message } from 'kafkajs';
 import { MAX_TOUCHPOINT_BYTES, parseTouchpoint, type Rejection, type Touchpoint } from '@lifecycle/contracts';
 
+/** The partition key of a visitor's impressions (those that name no customer). */
+export const visitorKey = (anonymousId: string): string => `visitor:${anonymousId}`;
+
 /** The partition key of a touchpoint: everything of one customer (or visitor) on one partition. */
-export const customerKey = (t: Touchpoint): string => (t.customerId !== undefined ? `customer:${t.customerId}` : `visitor:${t.anonymousId}`);
+export const customerKey = (t: Touchpoint): string => (t.customerId !== undefined ? `customer:${t.customerId}` : visitorKey(t.anonymousId!));
 
 export const touchpointMessage = (t: Touchpoint, text: string | Buffer): Message => ({ key: customerKey(t), value: text });
 

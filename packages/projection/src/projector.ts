@@ -14,12 +14,14 @@ import {
   loadVisitorLinks,
   nudgeCustomers,
   ownerPartitions,
+  requestVisitorLinks,
   saveConfig,
   saveGeneration,
   savePeriods,
   saveVisitorLinks,
   saveWatermark,
   takeNudges,
+  takeVisitorLinkRequests,
   type CustomerChange,
   type VisitorLink,
 } from '@lifecycle/readmodel';
@@ -108,9 +110,11 @@ export interface Ownership {
   readonly topic: string | null;
   /** The claimed partitions; ignored for the embedded store. */
   readonly partitions: readonly number[];
+  /** The partition of the by-customer topic that holds a visitor's impressions; ignored for the embedded store. */
+  readonly partitionOfVisitor: (anonymousId: string) => number;
 }
 
-export const EMBEDDED: Ownership = { topic: null, partitions: [] };
+export const EMBEDDED: Ownership = { topic: null, partitions: [], partitionOfVisitor: () => 0 };
 
 const owned = (ownership: Ownership) => (ownership.topic === null ? null : ownership.partitions);
 const watermarkScope = (ownership: Ownership, partition: number) => (ownership.topic === null ? undefined : `${ownership.topic}:${partition}`);
@@ -118,20 +122,6 @@ const watermarkScope = (ownership: Ownership, partition: number) => (ownership.t
 const isVisitorImpression = (t: Touchpoint) => t.type === 'ad_impression' && t.customerId === undefined;
 const isLinkingRegistration = (t: Touchpoint): t is TouchpointOf<'registration'> & { anonymousId: string } =>
   t.type === 'registration' && t.anonymousId !== undefined;
-
-/**
- * Serialises, per visitor, the transactions that link it and those that record its impressions
- * (SPEC §5: they may come from different partitions): whichever comes second sees what the
- * first committed, so a linked impression always reaches its customer. Keys in order: two
- * transactions never wait on each other in a cycle.
- */
-async function lockVisitors(sql: SqlExecutor, anonymousIds: readonly string[]): Promise<void> {
-  if (anonymousIds.length === 0) return;
-  await sql.query(
-    'SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(a, 0) AS k FROM unnest($1::text[]) AS a ORDER BY k) keys',
-    [anonymousIds],
-  );
-}
 
 /** The states of `ids`, read from the store for those not held (empty for a new customer). */
 async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedState, ids: Iterable<string>): Promise<Map<string, CustomerState>> {
@@ -219,30 +209,8 @@ export async function projectBatch(
     else causedBy.set(t.customerId, [t.id]);
   }
 
-  // Identity (SPEC §5): a registration may take a visitor; the visitor's impressions follow it.
-  const linking = fresh.filter(isLinkingRegistration);
   const impressions = fresh.filter(isVisitorImpression);
-  const visitorIds = [...new Set([...linking, ...impressions].map((t) => t.anonymousId!))];
-  if (ownership.topic !== null) await lockVisitors(sql, visitorIds);
-  const links = await loadVisitorLinks(sql, visitorIds);
-  const changedLinks = new Map<string, VisitorLink>();
-  const linksChanged = new Set<string>();
-  for (const registration of linking) {
-    const candidate = { at: Date.parse(registration.occurredAt), id: registration.id };
-    const current = links.get(registration.anonymousId);
-    if (!linksEarlier(candidate, current && { at: current.linkAt, id: current.registrationId })) continue;
-    if (current) linksChanged.add(current.customerId);
-    linksChanged.add(registration.customerId);
-    const link = { anonymousId: registration.anonymousId, customerId: registration.customerId, linkAt: candidate.at, registrationId: registration.id };
-    links.set(link.anonymousId, link);
-    changedLinks.set(link.anonymousId, link);
-  }
-  for (const t of impressions) {
-    const owner = links.get(t.anonymousId!);
-    if (owner) linksChanged.add(owner.customerId);
-  }
-  await saveVisitorLinks(sql, [...changedLinks.values()]);
-  await shareOut(sql, ownership, keyed, linksChanged, affected);
+  await linkVisitors(sql, ownership, keyed, fresh, affected);
   // Churn happens when nothing happens: customers whose deadline the watermark passed.
   for (const id of await customersDueBy(sql, watermark, owned(ownership))) affected.add(id);
 
@@ -271,6 +239,45 @@ export async function projectBatch(
   );
   await finish(sql, state.config, config, folded, [...new Set(fresh.map(partitionOf))].map((p) => watermarkScope(ownership, p)), earliest);
   return { ...outcome, ...written };
+}
+
+/**
+ * Identity (SPEC §5): a registration may take a visitor (the earliest registration carrying it
+ * does), and the visitor's impressions follow it. Adds to `affected` the customers whose visitors
+ * changed, or nudges their owners.
+ *
+ * A visitor's link and impressions have one writer: the embedded process, or the instance that
+ * owns the partition holding the visitor's impressions. A registration of another partition
+ * leaves it a request (in this transaction), which it takes in its next one; so instances share
+ * no lock, and whichever of a registration and an impression comes second sees the first.
+ */
+async function linkVisitors(sql: SqlExecutor, ownership: Ownership, keyed: KeyedState, fresh: readonly Touchpoint[], affected: Set<string>): Promise<void> {
+  const registrations: VisitorLink[] = fresh
+    .filter(isLinkingRegistration)
+    .map((r) => ({ anonymousId: r.anonymousId, customerId: r.customerId, linkAt: Date.parse(r.occurredAt), registrationId: r.id }));
+  let candidates = registrations;
+  if (ownership.topic !== null) {
+    await requestVisitorLinks(sql, registrations.map((link) => ({ ...link, visitorPartition: ownership.partitionOfVisitor(link.anonymousId) })));
+    candidates = await takeVisitorLinkRequests(sql, ownership.partitions);
+  }
+  const impressions = fresh.filter(isVisitorImpression);
+  const links = await loadVisitorLinks(sql, [...new Set([...candidates.map((c) => c.anonymousId), ...impressions.map((t) => t.anonymousId!)])]);
+  const changedLinks = new Map<string, VisitorLink>();
+  const linksChanged = new Set<string>();
+  for (const candidate of candidates) {
+    const current = links.get(candidate.anonymousId);
+    if (!linksEarlier({ at: candidate.linkAt, id: candidate.registrationId }, current && { at: current.linkAt, id: current.registrationId })) continue;
+    if (current) linksChanged.add(current.customerId);
+    linksChanged.add(candidate.customerId);
+    links.set(candidate.anonymousId, candidate);
+    changedLinks.set(candidate.anonymousId, candidate);
+  }
+  for (const t of impressions) {
+    const owner = links.get(t.anonymousId!);
+    if (owner) linksChanged.add(owner.customerId);
+  }
+  await saveVisitorLinks(sql, [...changedLinks.values()]);
+  await shareOut(sql, ownership, keyed, linksChanged, affected);
 }
 
 /**
@@ -328,7 +335,7 @@ export async function advanceWatermark(
   if (state.watermark === null) return { stageChanges: [], corrections: 0 };
   const watermark = Math.max(to, state.watermark);
   const affected = new Set(await customersDueBy(sql, watermark, owned(ownership)));
-  if (ownership.topic !== null) await shareOut(sql, ownership, keyed, new Set(), affected);
+  if (ownership.topic !== null) await linkVisitors(sql, ownership, keyed, [], affected);
   if (affected.size === 0 && watermark === state.watermark) return { stageChanges: [], corrections: 0 };
   const store = sqlEventStore(sql);
   const states = await statesOf(sql, store, keyed, affected);

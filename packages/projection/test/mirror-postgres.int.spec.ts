@@ -24,7 +24,8 @@ const GROUP = 'lifecycle-projector.touchpoints';
 const PARTITIONS = 4;
 
 // As the repartition stage keys messages: by customer, or by visitor for an anonymous impression.
-const partitionOf = (t: Touchpoint) => createHash('sha1').update(t.customerId ?? t.anonymousId!).digest().readUInt32BE(0) % PARTITIONS;
+const partitionOfKey = (key: string) => createHash('sha1').update(key).digest().readUInt32BE(0) % PARTITIONS;
+const partitionOf = (t: Touchpoint) => partitionOfKey(t.customerId ?? t.anonymousId!);
 
 /**
  * A projector instance as the Kafka service runs one, on connections of its own: it owns
@@ -36,7 +37,7 @@ async function projectorInstance(url: string, partitions: number[], byPartition:
   try {
     const keyed = new KeyedState();
     const claims = await db.transaction((tx) => takePartitions(tx, GROUP, TOPIC, partitions));
-    const ownership: Ownership = { topic: TOPIC, partitions };
+    const ownership: Ownership = { topic: TOPIC, partitions, partitionOfVisitor: partitionOfKey };
     const write = async (work: (tx: SqlExecutor) => Promise<unknown>) => {
       for (let attempt = 1; ; attempt += 1) {
         try {

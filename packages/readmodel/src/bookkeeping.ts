@@ -42,6 +42,39 @@ export async function saveVisitorLinks(sql: SqlExecutor, links: readonly Visitor
   );
 }
 
+/**
+ * Asks the owner of each link's visitor (by the partition of the by-customer topic that holds
+ * the visitor's impressions) to apply it: a registration recorded once leaves one request.
+ */
+export async function requestVisitorLinks(sql: SqlExecutor, links: readonly (VisitorLink & { visitorPartition: number })[]): Promise<void> {
+  const records = links.map((l) => ({ registration_id: l.registrationId, anonymous_id: l.anonymousId, customer_id: l.customerId, link_at: l.linkAt, visitor_partition: l.visitorPartition }));
+  await bulkInsert(
+    sql,
+    'visitor_link_requests',
+    { registration_id: 'text', anonymous_id: 'text', customer_id: 'text', link_at: 'bigint', visitor_partition: 'integer' },
+    records,
+    'ON CONFLICT (registration_id) DO NOTHING',
+  );
+}
+
+/** Takes the link requests for the visitors of `partitions`. */
+export async function takeVisitorLinkRequests(sql: SqlExecutor, partitions: readonly number[]): Promise<VisitorLink[]> {
+  const rows = await sql.query<LinkRecord>(
+    'DELETE FROM visitor_link_requests WHERE visitor_partition = ANY($1::integer[]) RETURNING anonymous_id, customer_id, link_at, registration_id',
+    [partitions],
+  );
+  return rows.map(toLink);
+}
+
+/**
+ * Whether one instance left work for another that it has not taken yet (a nudge, a link
+ * request): a group is settled only once there is none.
+ */
+export async function handoffsPending(sql: SqlExecutor): Promise<boolean> {
+  const [row] = await sql.query<{ pending: boolean }>('SELECT EXISTS (SELECT 1 FROM customer_nudges) OR EXISTS (SELECT 1 FROM visitor_link_requests) AS pending');
+  return row!.pending;
+}
+
 /** The projection's position: the latest event time applied, and the settings it applied them with. */
 export interface ProjectionState {
   /** The largest of the scopes' watermarks (see `saveWatermark`). */

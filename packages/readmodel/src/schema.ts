@@ -294,10 +294,25 @@ export const readModelMigrations: readonly Migration[] = [
         LEFT JOIN money m ON m.channel = k.channel AND m.period = k.period
         ORDER BY k.channel COLLATE "C", k.period;`,
   },
+  {
+    // Projector instances share no lock: a registration that takes a visitor of another
+    // partition leaves a request for the visitor's owner, the one writer of that visitor's link
+    // and impressions (SPEC §5), which applies it and nudges the customers whose visitors changed.
+    id: '0110_visitor_link_requests',
+    sql: `
+      CREATE TABLE visitor_link_requests (
+        registration_id text PRIMARY KEY,
+        anonymous_id text NOT NULL,
+        customer_id text NOT NULL,
+        link_at bigint NOT NULL,
+        visitor_partition integer NOT NULL
+      );
+      CREATE INDEX visitor_link_requests_partition ON visitor_link_requests (visitor_partition);`,
+  },
 ];
 
 /** The read models the projection keeps, each written in every projector transaction, in this order. */
 export const READ_MODELS: readonly ReadModel[] = [customersReadModel, stageChangesReadModel, cohortCellsReadModel, adImpressionsReadModel];
 
 /** Tables rebuilt by `replay` (the event streams stay): the read models' and the projection's bookkeeping. */
-export const READ_MODEL_TABLES: readonly string[] = [...READ_MODELS.flatMap((m) => m.tables), 'lifecycle_periods', 'customer_nudges', 'visitor_links', 'projection_state'];
+export const READ_MODEL_TABLES: readonly string[] = [...READ_MODELS.flatMap((m) => m.tables), 'lifecycle_periods', 'customer_nudges', 'visitor_links', 'visitor_link_requests', 'projection_state'];

@@ -5,7 +5,7 @@ import { ConcurrencyError } from '@lifecycle/eventstore';
 import { advanceWatermark, conflictRejection, crashBeforeCommit, isolatePoison, KeyedState, projectBatch, storeRejection, type BatchOutcome, type Ownership } from '@lifecycle/projection';
 import { assertClaims, FencedError, loadConsumerOffsets, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
-import { byteBounded, createProducer, deadLetterMessage, parseMessage, type Topics } from '@lifecycle/kafka';
+import { byteBounded, createProducer, deadLetterMessage, parseMessage, partitionOfKey, visitorKey, type Topics } from '@lifecycle/kafka';
 import { RepartitionStage } from './repartition-stage.js';
 
 export interface ProjectorServiceOptions {
@@ -100,6 +100,8 @@ export class ProjectorService {
    */
   private markersTo = new Map<number, number>();
   private commitTimer: NodeJS.Timeout | undefined;
+  /** Partitions of `…by-customer`, read at start: where a visitor's impressions (and link) belong. */
+  private byCustomerPartitions = 0;
   private committing: Promise<void> = Promise.resolve();
   private retryAfter = 0;
 
@@ -124,6 +126,14 @@ export class ProjectorService {
 
   async start(): Promise<void> {
     const { topics } = this.options;
+    const admin = this.options.kafka.admin();
+    await admin.connect();
+    try {
+      const { topics: [metadata] } = await admin.fetchTopicMetadata({ topics: [topics.byCustomer] });
+      this.byCustomerPartitions = metadata!.partitions.length;
+    } finally {
+      await admin.disconnect();
+    }
     await this.deadLetters.connect();
     await this.projectConsumer.connect();
     await this.projectConsumer.subscribe({ topics: [topics.byCustomer], fromBeginning: true });
@@ -204,7 +214,11 @@ export class ProjectorService {
    */
   private async owned<T>(work: (tx: SqlExecutor, ownership: Ownership) => Promise<T>): Promise<T> {
     const claims = await this.currentClaims();
-    const ownership: Ownership = { topic: this.options.topics.byCustomer, partitions: claims.map((c) => c.partition) };
+    const ownership: Ownership = {
+      topic: this.options.topics.byCustomer,
+      partitions: claims.map((c) => c.partition),
+      partitionOfVisitor: (anonymousId) => partitionOfKey(visitorKey(anonymousId), this.byCustomerPartitions),
+    };
     return this.serially(() =>
       this.keyed.transaction(this.options.db, async (tx) => {
         await assertClaims(tx, this.groupId, ownership.topic!, claims);

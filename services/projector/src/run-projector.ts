@@ -3,7 +3,7 @@ import type { LifecycleConfig } from '@lifecycle/contracts';
 import { createKafka, ensureLifecycleTopics, topicsFor } from '@lifecycle/kafka';
 import { LifecycleMetrics, createRegistry, startOpsServer, untilSignal } from '@lifecycle/observability';
 import { assertStoreConfig, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
-import { assertNoEmbeddedWriters, churnRatesAtWatermark, countCustomersByStage, loadProjectionState } from '@lifecycle/readmodel';
+import { assertNoEmbeddedWriters, churnRatesAtWatermark, countCustomersByStage, handoffsPending, loadProjectionState } from '@lifecycle/readmodel';
 import type { Logger } from 'pino';
 import { ProjectorService } from './projector-service.js';
 
@@ -85,10 +85,14 @@ export async function runProjector(options: ProjectorOptions, logger: Logger): P
     while (streak < 2) {
       const stop = await Promise.race([signal.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), IDLE_POLL_MS))]);
       if (stop) break;
-      // Once everything the group consumed is committed (nudges included), what this instance
-      // owes its customers is known. A settle that fails (partitions moving in a rebalance) is
-      // not idle: the loop goes on.
-      const settled = (await service.caughtUp()) && (await service.settle().then(() => true, (error: unknown) => (log.warn({ err: error }, 'settle failed'), false)));
+      // Once everything the group consumed is committed, what this instance owes its customers
+      // is known; and once no instance has left another one work (a nudge, a link request), the
+      // whole group is settled. A settle that fails (partitions moving in a rebalance) is not
+      // idle: the loop goes on.
+      const settled =
+        (await service.caughtUp()) &&
+        (await service.settle().then(() => true, (error: unknown) => (log.warn({ err: error }, 'settle failed'), false))) &&
+        !(await handoffsPending(db));
       streak = settled ? streak + 1 : 0;
     }
     idle = streak >= 2;
