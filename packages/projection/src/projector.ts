@@ -227,7 +227,6 @@ export async function projectBatch(
       const customer = states.get(t.customerId)!;
       revision = customer.revision += 1;
       customer.touchpoints.push(timed(t));
-      keyed.grew(1);
     }
     recorded.push({ ...events.get(t)!, streamId, revision });
   }
