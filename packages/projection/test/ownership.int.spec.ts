@@ -107,7 +107,11 @@ describe('projector instances own the customers of their partitions (PostgreSQL)
       CREATE TABLE customer_writes (customer_id text NOT NULL, writer text NOT NULL);
       CREATE FUNCTION log_customer_write() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN INSERT INTO customer_writes VALUES (NEW.customer_id, current_setting('application_name')); RETURN NEW; END $$;
-      CREATE TRIGGER customer_writes AFTER INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION log_customer_write();`);
+      CREATE TRIGGER customer_writes AFTER INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION log_customer_write();
+      CREATE TABLE cell_writes (cohort_period integer, period_offset integer, part integer, writer text NOT NULL);
+      CREATE FUNCTION log_cell_write() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO cell_writes VALUES (NEW.cohort_period, NEW.period_offset, NEW.part, current_setting('application_name')); RETURN NEW; END $$;
+      CREATE TRIGGER cell_writes AFTER INSERT OR UPDATE ON cohort_cell_parts FOR EACH ROW EXECUTE FUNCTION log_cell_write();`);
     const a = new Instance(await connect('instance-a'));
     const b = new Instance(await connect('instance-b'));
     await a.claim([0, 2]);
@@ -138,6 +142,14 @@ describe('projector instances own the customers of their partitions (PostgreSQL)
     const owners = new Map(touchpoints.filter((t) => t.customerId !== undefined).map((t) => [t.customerId!, partitionOf(t) % 2 === 0 ? 'instance-a' : 'instance-b']));
     expect(writers.length).toBe(owners.size);
     for (const { customer_id, writers: names } of writers) expect([customer_id, names]).toEqual([customer_id, [owners.get(customer_id)]]);
+
+    // Cohort cells too: both instances added to the same cells, each to the parts of its own partitions.
+    const cellWriters = await setup.query<{ part: number; writers: string[] }>('SELECT part, array_agg(DISTINCT writer ORDER BY writer) AS writers FROM cell_writes GROUP BY part ORDER BY part');
+    expect(cellWriters).toEqual([0, 1, 2, 3].map((part) => ({ part, writers: [part % 2 === 0 ? 'instance-a' : 'instance-b'] })));
+    const [{ shared }] = (await setup.query<{ shared: string }>(
+      'SELECT count(*) AS shared FROM (SELECT 1 FROM cell_writes GROUP BY cohort_period, period_offset HAVING count(DISTINCT writer) = 2) s',
+    )) as [{ shared: string }];
+    expect(Number(shared)).toBeGreaterThan(0);
 
     const { inputs, latest } = groupByCustomer(touchpoints);
     const expected = projectAsOf(inputs, latest, DEFAULT_CONFIG);

@@ -12,7 +12,7 @@ import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
 export async function savePeriods(sql: SqlExecutor, watermark: number, config: LifecycleConfig, earliest?: number): Promise<void> {
   const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
   const [range] = await sql.query<{ first: number | null; kept_from: number | null; kept_to: number | null; kept: number | string; unbounded: number | string }>(
-    `SELECT (SELECT min(cohort_period) FROM cohort_cells) AS first, min(period) AS kept_from, max(period) AS kept_to,
+    `SELECT (SELECT min(cohort_period) FROM cohort_cell_parts) AS first, min(period) AS kept_from, max(period) AS kept_to,
             count(*) AS kept, count(*) FILTER (WHERE starts_at IS NULL) AS unbounded FROM lifecycle_periods`,
   );
   const candidates = [range?.first, range?.kept_from, earliest === undefined ? null : calendar.indexOf(earliest)].filter((p): p is number => p !== null && p !== undefined);

@@ -32,23 +32,25 @@ const toCell = (r: CellRecord): CohortCell => ({
 const SELECT = 'SELECT cohort_period, period_offset, customers, converted, active, churned, reactivated, revenue, payments FROM cohort_cells';
 
 const COLUMNS = {
-  cohort_period: 'integer', period_offset: 'integer', cohort: 'text', period: 'text', customers: 'integer', converted: 'integer',
+  cohort_period: 'integer', period_offset: 'integer', part: 'integer', cohort: 'text', period: 'text', customers: 'integer', converted: 'integer',
   active: 'integer', churned: 'integer', reactivated: 'integer', revenue: 'jsonb', payments: 'jsonb',
 };
 const COUNTS = ['customers', 'converted', 'active', 'churned', 'reactivated'];
 const AMOUNTS = ['revenue', 'payments'];
 const ADD =
-  'ON CONFLICT (cohort_period, period_offset) DO UPDATE SET ' +
-  [...COUNTS.map((c) => `${c} = cohort_cells.${c} + EXCLUDED.${c}`), ...AMOUNTS.map((c) => `${c} = lifecycle_add_amounts(cohort_cells.${c}, EXCLUDED.${c})`)].join(', ');
+  'ON CONFLICT (cohort_period, period_offset, part) DO UPDATE SET ' +
+  [...COUNTS.map((c) => `${c} = cohort_cell_parts.${c} + EXCLUDED.${c}`), ...AMOUNTS.map((c) => `${c} = lifecycle_add_amounts(cohort_cell_parts.${c}, EXCLUDED.${c})`)].join(', ');
 
 /**
  * `cohort_cells`: what the customers contribute to each cohort × period (SPEC §4), followed by
- * adding each re-folded customer's new contribution minus its old one, in SQL: instances that
- * change customers of one cohort at once each add their own part, none overwrites another's.
+ * adding each re-folded customer's new contribution minus its old one, in SQL. A customer's
+ * contribution goes to the part of its partition (`cohort_cell_parts`; `cohort_cells` is their
+ * sum): the one instance that owns the partition writes it, so instances that change customers
+ * of one cohort at once never wait on each other's rows (they did on one row per cell).
  */
 export const cohortCellsReadModel: ReadModel = {
-  tables: ['cohort_cells'],
-  write: (sql, changes, config) => applyCohortDelta(sql, cohortDelta(changes, config), config),
+  tables: ['cohort_cell_parts'],
+  write: (sql, changes, config) => applyCohortDeltas(sql, cohortDeltas(changes, config), config),
 };
 
 /** What a stored customer adds to the cells: what its history recorded (or, in an older row, what was kept). */
@@ -57,28 +59,30 @@ function contribution(customer: StoredCustomer | undefined, calendar: PeriodCale
   return customer.history === null ? (customer.legacyCohortFacts ?? null) : recordedCohortFacts(customer.history, calendar);
 }
 
-function cohortDelta(changes: ProjectedChanges, config: LifecycleConfig): CohortCells {
+/** The changes of the cells, by part: a customer's owning partition, 0 in the embedded store. */
+function cohortDeltas(changes: ProjectedChanges, config: LifecycleConfig): Map<number, CohortCells> {
   const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
-  const delta = new CohortCells();
+  const deltas = new Map<number, CohortCells>();
   for (const { before, after, rowChanged } of changes.customers) {
     if (!rowChanged) continue;
     const [old, next] = [contribution(before, calendar), contribution(after, calendar)];
     if (isDeepStrictEqual(old, next)) continue;
+    const part = after.ownerPartition ?? 0;
+    const delta = deltas.get(part) ?? new CohortCells();
+    deltas.set(part, delta);
     if (old) delta.addCustomer(old, -1);
     if (next) delta.addCustomer(next);
   }
-  return delta;
+  return deltas;
 }
 
-/** Cells are written in key order, so two such transactions cannot deadlock on them. */
-async function applyCohortDelta(sql: SqlExecutor, delta: CohortCells, config: LifecycleConfig): Promise<void> {
-  if (delta.cells.size === 0) return;
+async function applyCohortDeltas(sql: SqlExecutor, deltas: ReadonlyMap<number, CohortCells>, config: LifecycleConfig): Promise<void> {
   const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
-  const records = [...delta.cells.values()]
-    .sort((a, b) => a.cohortPeriod - b.cohortPeriod || a.offset - b.offset)
-    .map((cell) => ({
+  const records = [...deltas].flatMap(([part, delta]) =>
+    [...delta.cells.values()].map((cell) => ({
       cohort_period: cell.cohortPeriod,
       period_offset: cell.offset,
+      part,
       cohort: calendar.label(cell.cohortPeriod),
       period: calendar.label(cell.cohortPeriod + cell.offset),
       customers: cell.customers,
@@ -88,8 +92,12 @@ async function applyCohortDelta(sql: SqlExecutor, delta: CohortCells, config: Li
       reactivated: cell.reactivated,
       revenue: cell.revenue,
       payments: cell.payments,
-    }));
-  await bulkInsert(sql, 'cohort_cells', COLUMNS, records, ADD);
+    })),
+  );
+  if (records.length === 0) return;
+  // In key order, so that two transactions cannot deadlock on them (a replay writes every part).
+  records.sort((a, b) => a.cohort_period - b.cohort_period || a.period_offset - b.period_offset || a.part - b.part);
+  await bulkInsert(sql, 'cohort_cell_parts', COLUMNS, records, ADD);
 }
 
 /** The cohort table of SPEC §7 as of `asOf`, which must be the instant the cells were kept at. */

@@ -6,6 +6,43 @@ import type { ReadModel } from './read-model.js';
 import { stageChangesReadModel } from './stage-changes.js';
 
 /**
+ * The analyst views over `cohort_cells`, as migration 0108 created them; migration 0111 creates
+ * them again (unchanged) over `cohort_cells`, which became a view of the partitions' parts.
+ */
+const ANALYST_COHORT_VIEWS = `
+      -- The cohort table of export cohorts: cumulative converted, retention = active / size.
+      CREATE VIEW analyst_cohorts AS
+        SELECT c.label AS cohort, g.k AS period_index, p.label AS period, s.size,
+               sum(coalesce(cell.converted, 0)) OVER w AS converted,
+               coalesce(cell.active, 0) AS active, coalesce(cell.churned, 0) AS churned, coalesce(cell.reactivated, 0) AS reactivated,
+               round(coalesce(cell.active, 0)::numeric / s.size, 4) AS retention_rate
+        FROM (SELECT cohort_period, customers AS size FROM cohort_cells WHERE period_offset = 0 AND customers > 0) s
+        JOIN lifecycle_periods c ON c.period = s.cohort_period
+        CROSS JOIN LATERAL generate_series(0, (SELECT max(period) FROM lifecycle_periods) - s.cohort_period) AS g(k)
+        JOIN lifecycle_periods p ON p.period = s.cohort_period + g.k
+        LEFT JOIN cohort_cells cell ON cell.cohort_period = s.cohort_period AND cell.period_offset = g.k
+        WINDOW w AS (PARTITION BY s.cohort_period ORDER BY g.k);
+
+      -- Revenue per cohort, period and currency, cumulative, and per customer (LTV, minor units).
+      CREATE VIEW analyst_cohort_revenue AS
+        WITH currencies AS (
+          SELECT DISTINCT cohort_period, key AS currency FROM cohort_cells, jsonb_each_text(payments) WHERE value::numeric > 0
+        ),
+        grid AS (
+          SELECT a.cohort, a.period_index, a.period, a.size, s.cohort_period, cur.currency,
+                 coalesce((cell.revenue ->> cur.currency)::bigint, 0) AS revenue
+          FROM analyst_cohorts a
+          JOIN (SELECT period AS cohort_period, label FROM lifecycle_periods) s ON s.label = a.cohort
+          JOIN currencies cur ON cur.cohort_period = s.cohort_period
+          LEFT JOIN cohort_cells cell ON cell.cohort_period = s.cohort_period AND cell.period_offset = a.period_index
+        )
+        SELECT cohort, period_index, period, currency, revenue,
+               sum(revenue) OVER w AS cumulative_revenue,
+               round(sum(revenue) OVER w / size::numeric, 2) AS ltv
+        FROM grid
+        WINDOW w AS (PARTITION BY cohort_period, currency ORDER BY period_index);`;
+
+/**
  * Read models (SPEC §7) and the projection's bookkeeping. Analysts query `customers` and
  * `cohort_cells` (labels included); the other tables let a batch be projected incrementally.
  */
@@ -162,37 +199,7 @@ export const readModelMigrations: readonly Migration[] = [
                payments, reactivations, referrals, revenue
         FROM customers;
 
-      -- The cohort table of export cohorts: cumulative converted, retention = active / size.
-      CREATE VIEW analyst_cohorts AS
-        SELECT c.label AS cohort, g.k AS period_index, p.label AS period, s.size,
-               sum(coalesce(cell.converted, 0)) OVER w AS converted,
-               coalesce(cell.active, 0) AS active, coalesce(cell.churned, 0) AS churned, coalesce(cell.reactivated, 0) AS reactivated,
-               round(coalesce(cell.active, 0)::numeric / s.size, 4) AS retention_rate
-        FROM (SELECT cohort_period, customers AS size FROM cohort_cells WHERE period_offset = 0 AND customers > 0) s
-        JOIN lifecycle_periods c ON c.period = s.cohort_period
-        CROSS JOIN LATERAL generate_series(0, (SELECT max(period) FROM lifecycle_periods) - s.cohort_period) AS g(k)
-        JOIN lifecycle_periods p ON p.period = s.cohort_period + g.k
-        LEFT JOIN cohort_cells cell ON cell.cohort_period = s.cohort_period AND cell.period_offset = g.k
-        WINDOW w AS (PARTITION BY s.cohort_period ORDER BY g.k);
-
-      -- Revenue per cohort, period and currency, cumulative, and per customer (LTV, minor units).
-      CREATE VIEW analyst_cohort_revenue AS
-        WITH currencies AS (
-          SELECT DISTINCT cohort_period, key AS currency FROM cohort_cells, jsonb_each_text(payments) WHERE value::numeric > 0
-        ),
-        grid AS (
-          SELECT a.cohort, a.period_index, a.period, a.size, s.cohort_period, cur.currency,
-                 coalesce((cell.revenue ->> cur.currency)::bigint, 0) AS revenue
-          FROM analyst_cohorts a
-          JOIN (SELECT period AS cohort_period, label FROM lifecycle_periods) s ON s.label = a.cohort
-          JOIN currencies cur ON cur.cohort_period = s.cohort_period
-          LEFT JOIN cohort_cells cell ON cell.cohort_period = s.cohort_period AND cell.period_offset = a.period_index
-        )
-        SELECT cohort, period_index, period, currency, revenue,
-               sum(revenue) OVER w AS cumulative_revenue,
-               round(sum(revenue) OVER w / size::numeric, 2) AS ltv
-        FROM grid
-        WINDOW w AS (PARTITION BY cohort_period, currency ORDER BY period_index);
+${ANALYST_COHORT_VIEWS}
 
       CREATE VIEW analyst_stage_history AS
         SELECT customer_id, seq, to_timestamp(at / 1000.0) AS at, to_stage AS stage FROM stage_changes;
@@ -308,6 +315,27 @@ export const readModelMigrations: readonly Migration[] = [
         visitor_partition integer NOT NULL
       );
       CREATE INDEX visitor_link_requests_partition ON visitor_link_requests (visitor_partition);`,
+  },
+  {
+    // Projector instances no longer wait on each other's cohort cells: each adds its customers'
+    // changes to parts of its own (the customer's partition of the by-customer topic; 0 in the
+    // embedded store), and cohort_cells is their sum. The views over it are made again because
+    // they referred to the table.
+    id: '0111_cohort_cell_parts',
+    sql: `
+      DROP VIEW analyst_cohort_revenue;
+      DROP VIEW analyst_cohorts;
+      ALTER TABLE cohort_cells RENAME TO cohort_cell_parts;
+      ALTER TABLE cohort_cell_parts ADD COLUMN part integer NOT NULL DEFAULT 0;
+      ALTER TABLE cohort_cell_parts DROP CONSTRAINT cohort_cells_pkey, ADD PRIMARY KEY (cohort_period, period_offset, part);
+      CREATE VIEW cohort_cells AS
+        SELECT cohort_period, period_offset, min(cohort) AS cohort, min(period) AS period,
+               sum(customers)::integer AS customers, sum(converted)::integer AS converted, sum(active)::integer AS active,
+               sum(churned)::integer AS churned, sum(reactivated)::integer AS reactivated,
+               lifecycle_sum_amounts(revenue) AS revenue, lifecycle_sum_amounts(payments) AS payments
+        FROM cohort_cell_parts
+        GROUP BY cohort_period, period_offset;
+${ANALYST_COHORT_VIEWS}`,
   },
 ];
 

@@ -2,8 +2,8 @@
 const EVERY_MS = 1_000;
 
 export interface Progress {
-  /** `count` units done so far; `detail` is shown after the rate. */
-  update(count: number, detail?: string): void;
+  /** `count` units done so far; `detail` is shown after the rate (computed only when the line is rewritten: ingest calls this for every line). */
+  update(count: number, detail?: () => string): void;
   /** Clears the line. */
   done(): void;
 }
@@ -24,7 +24,7 @@ export function progress(label: string, unit: string, stream: NodeJS.WriteStream
       if (now - shown < EVERY_MS) return;
       shown = now;
       const rate = Math.round(count / ((now - started) / 1000));
-      stream.write(`\r\x1b[K${label}: ${count.toLocaleString('en-US')} ${unit}, ${rate.toLocaleString('en-US')}/s${detail ? `, ${detail}` : ''}`);
+      stream.write(`\r\x1b[K${label}: ${count.toLocaleString('en-US')} ${unit}, ${rate.toLocaleString('en-US')}/s${detail ? `, ${detail()}` : ''}`);
       written = true;
     },
     done() {

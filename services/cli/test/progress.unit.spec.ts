@@ -17,7 +17,7 @@ describe('progress of long runs', () => {
     bar.update(10);
     expect(written).toEqual([]); // not a second yet
     jest.advanceTimersByTime(2_000);
-    bar.update(50_000, '49,000 accepted');
+    bar.update(50_000, () => '49,000 accepted');
     bar.update(50_001);
     expect(written).toEqual(['\r\x1b[Kingest f.ndjson: 50,000 lines, 25,000/s, 49,000 accepted']);
     bar.done();

@@ -34,7 +34,7 @@ export async function ingestInto(
         metrics?.recordBatch(outcome);
         logger.debug({ accepted: outcome.accepted.length, stageChanges: outcome.stageChanges.length }, 'batch projected');
       },
-      onProgress: (sofar) => bar.update(sofar.lines, `${sofar.accepted.toLocaleString('en-US')} accepted`),
+      onProgress: (sofar) => bar.update(sofar.lines, () => `${sofar.accepted.toLocaleString('en-US')} accepted`),
     });
     return { ...summary, deadLetters };
   } finally {
