@@ -18,15 +18,14 @@ import { createTestDatabase } from '../support/postgres.js';
 // lock the visitor), and once the inserter commits no nudge is left: the customer is never
 // re-folded with it. A lost wake-up.
 //
-// The fix (nudgeCustomers): `ON CONFLICT (customer_id) DO UPDATE SET owner_partition =
-// EXCLUDED.owner_partition`. The update locks the existing nudge
-// row, so a concurrent DELETE of it waits for the inserter's COMMIT and then takes the row (and
-// the taker's later reads see the impression); an inserter that comes after the DELETE waits
-// for the taker's COMMIT and inserts a new nudge. (Alternative: the nudge taker locks the
-// visitors of the nudged customers, as the registration path does, before reading their
-// impressions.) This test failed before the fix.
+// The first fix (nudgeCustomers) was `ON CONFLICT (customer_id) DO UPDATE`: the update locked
+// the existing nudge row, so a concurrent DELETE of it waited for the inserter's COMMIT. Projector
+// instances then waited on each other's nudges (most of their lock waits in the bench). Now a
+// nudge is a row of its own, never a conflict: the owner takes the nudges committed before its
+// DELETE, without waiting, and one committed later stays for its next transaction. This test
+// failed with DO NOTHING.
 describe('nudges between projector instances', () => {
-  test("a nudge left while its customer's owner takes the previous one is not lost (lost wake-up: INSERT … ON CONFLICT DO NOTHING in nudgeCustomers)", async () => {
+  test("a nudge left while its customer's owner takes the previous one is not lost (lost wake-up, as with INSERT … ON CONFLICT DO NOTHING in nudgeCustomers)", async () => {
     const database = await createTestDatabase();
     let db: SqlDatabase | undefined;
     try {

@@ -234,22 +234,22 @@ export async function saveConsumerOffsets(sql: SqlExecutor, groupId: string, top
 }
 
 /**
- * Asks the owners of `customers` (by partition) to re-fold them. A nudge already there is
- * updated, not left alone: the update locks it until this transaction commits, so an owner that
- * takes it meanwhile waits and then reads what this transaction wrote (with DO NOTHING it took
- * the old nudge, re-folded without this transaction's touchpoints, and none was left: a lost
- * wake-up the fault soak found, test/soak/lost-nudge.int.spec.ts).
+ * Asks the owners of `customers` (by partition) to re-fold them. Each nudge is a row of its own,
+ * never a conflict with one already there: an owner that takes nudges meanwhile neither waits for
+ * this transaction nor takes its nudge before it commits, and takes it in its next transaction
+ * (relying on a nudge already there lost the wake-up when the owner took it first, as the fault
+ * soak found: test/soak/lost-nudge.int.spec.ts; locking that row made instances wait on each other).
  */
 export async function nudgeCustomers(sql: SqlExecutor, customers: ReadonlyMap<string, number>): Promise<void> {
-  const records = [...customers].sort(([a], [b]) => (a < b ? -1 : 1)).map(([customer_id, owner_partition]) => ({ customer_id, owner_partition }));
-  await bulkInsert(sql, 'customer_nudges', { customer_id: 'text', owner_partition: 'integer' }, records, 'ON CONFLICT (customer_id) DO UPDATE SET owner_partition = EXCLUDED.owner_partition');
+  const records = [...customers].map(([customer_id, owner_partition]) => ({ customer_id, owner_partition }));
+  await bulkInsert(sql, 'customer_nudges', { customer_id: 'text', owner_partition: 'integer' }, records);
 }
 
-/** Takes the nudges for the customers of `partitions` (all of them when null). */
+/** Takes the nudges for the customers of `partitions` (all of them when null): each nudged customer once. */
 export async function takeNudges(sql: SqlExecutor, partitions: readonly number[] | null): Promise<string[]> {
   const rows =
     partitions === null
       ? await sql.query<{ customer_id: string }>('DELETE FROM customer_nudges RETURNING customer_id')
       : await sql.query<{ customer_id: string }>('DELETE FROM customer_nudges WHERE owner_partition = ANY($1::integer[]) RETURNING customer_id', [partitions]);
-  return rows.map((r) => r.customer_id);
+  return [...new Set(rows.map((r) => r.customer_id))];
 }

@@ -337,6 +337,14 @@ ${ANALYST_COHORT_VIEWS}
         GROUP BY cohort_period, period_offset;
 ${ANALYST_COHORT_VIEWS}`,
   },
+  {
+    // A nudge is a row of its own (nudgeCustomers): the instance that leaves one and the owner
+    // that takes them never wait on each other's row.
+    id: '0112_nudge_rows',
+    sql: `
+      ALTER TABLE customer_nudges DROP CONSTRAINT customer_nudges_pkey;
+      CREATE INDEX customer_nudges_owner ON customer_nudges (owner_partition);`,
+  },
 ];
 
 /** The read models the projection keeps, each written in every projector transaction, in this order. */
