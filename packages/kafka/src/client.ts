@@ -58,12 +58,11 @@ export async function ensureLifecycleTopics(kafka: Kafka, topics: Topics, partit
   }
 }
 
-const partitioner = Partitioners.DefaultPartitioner();
-
-/** The partition that createProducer's producers give a message keyed `key` on a topic of `partitions` partitions. */
-export function partitionOfKey(key: string, partitions: number): number {
+/** For a topic of `partitions` partitions: the partition that createProducer's producers give a message keyed `key`. */
+export function keyPartitioner(partitions: number): (key: string) => number {
+  const partitioner = Partitioners.DefaultPartitioner();
   const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
-  return partitioner({ topic: '', partitionMetadata, message: { key, value: null } });
+  return (key) => partitioner({ topic: '', partitionMetadata, message: { key, value: null } });
 }
 
 /**

@@ -1,3 +1,3 @@
-export { createKafka, createProducer, ensureLifecycleTopics, partitionOfKey, topicsFor, type Topics } from './client.js';
+export { createKafka, createProducer, ensureLifecycleTopics, keyPartitioner, topicsFor, type Topics } from './client.js';
 export { publishLines, type LineResult, type PublishSummary } from './publish.js';
 export { byteBounded, customerKey, deadLetterMessage, parseMessage, touchpointMessage, visitorKey } from './touchpoint-messages.js';

@@ -1,6 +1,7 @@
 import type { Touchpoint, TouchpointOf } from '@lifecycle/contracts';
 import type { ImpressionFact } from '@lifecycle/domain';
 import { copyRows, type SqlExecutor } from '@lifecycle/sql';
+import { turn } from './event-loop.js';
 import type { ReadModel } from './read-model.js';
 
 const COLUMNS = ['channel', 'at', 'cost_currency', 'cost_amount'];
@@ -81,7 +82,7 @@ export async function readImpressions(sql: SqlExecutor, asOf: number, blocksPerP
       [`(${first},0)`, `(${first + blocksPerPage},0)`, asOf],
     );
     for (const r of rows) facts.push(toFact(r));
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await turn();
   }
   return facts;
 }

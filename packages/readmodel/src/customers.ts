@@ -1,6 +1,7 @@
 import type { CustomerRow, Stage, ChurnReason } from '@lifecycle/contracts';
 import type { CohortFacts, CustomerHistory } from '@lifecycle/domain';
 import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
+import { turn } from './event-loop.js';
 import type { ReadModel } from './read-model.js';
 
 /**
@@ -147,31 +148,29 @@ export const customersReadModel: ReadModel = {
   write: (sql, changes) => saveCustomers(sql, changes.customers.filter((c) => c.rowChanged).map((c) => c.after)),
 };
 
-/**
- * A turn of the event loop between the statements of a long read: the embedded store runs each
- * statement on the event loop, so a whole-table read in one statement held up every other request
- * of the process (`/health` included) for as long as it took (734 ms for 20 000 histories, so a
- * page of 1 000 holds it up for ~40 ms, and a read of 100 000 is 100 statements, not 500).
- */
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 const byCodeUnits = <T extends { customerId: string }>(a: T, b: T) => (a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : 0);
 
 /**
- * Every row of `customers` (the given columns), `pageSize` rows a statement, keyset on the
- * primary key in the database's own order (whole-table reads sort their answer themselves).
- * Statements of one read may see different transactions, as two reads would.
+ * Rows of `customers` (the given columns) after `after` (from the first without it), `pageSize`
+ * rows a statement, keyset on the primary key; `order` is '' for the database's own order (whole-
+ * table reads sort their answer themselves) or codePointOrder's. Statements of one read may see
+ * different transactions, as two reads would.
  */
-async function* customerRecords<R extends { customer_id: string }>(sql: SqlExecutor, columns: string, pageSize: number): AsyncGenerator<R[]> {
-  let after: string | undefined;
+async function* customerRecords<R extends { customer_id: string }>(
+  sql: SqlExecutor,
+  columns: string,
+  pageSize: number,
+  { order = '', after }: { order?: string; after?: string | undefined } = {},
+): AsyncGenerator<R[]> {
+  let from = after;
   for (;;) {
     const records =
-      after === undefined
-        ? await sql.query<R>(`SELECT ${columns} FROM customers ORDER BY customer_id LIMIT $1`, [pageSize])
-        : await sql.query<R>(`SELECT ${columns} FROM customers WHERE customer_id > $1 ORDER BY customer_id LIMIT $2`, [after, pageSize]);
+      from === undefined
+        ? await sql.query<R>(`SELECT ${columns} FROM customers ORDER BY customer_id${order} LIMIT $1`, [pageSize])
+        : await sql.query<R>(`SELECT ${columns} FROM customers WHERE customer_id${order} > $1 ORDER BY customer_id${order} LIMIT $2`, [from, pageSize]);
     if (records.length > 0) yield records;
     if (records.length < pageSize) return;
-    after = records[records.length - 1]!.customer_id;
+    from = records[records.length - 1]!.customer_id;
     await turn();
   }
 }
@@ -229,19 +228,12 @@ function codePointOrder(sql: SqlExecutor): Promise<string> {
  * rows computed in memory agree: the pages of `GET /customers`.
  */
 export async function readCustomerPage(sql: SqlExecutor, after: string | undefined, limit: number): Promise<CustomerRow[]> {
-  const order = await codePointOrder(sql);
   const rows: CustomerRow[] = [];
-  let from = after;
-  while (rows.length < limit) {
-    const asked = Math.min(PAGE_STATEMENT_ROWS, limit - rows.length);
-    const records =
-      from === undefined
-        ? await sql.query<CustomerRecord>(`SELECT ${ROW_COLUMNS} FROM customers ORDER BY customer_id${order} LIMIT $1`, [asked])
-        : await sql.query<CustomerRecord>(`SELECT ${ROW_COLUMNS} FROM customers WHERE customer_id${order} > $1 ORDER BY customer_id${order} LIMIT $2`, [from, asked]);
-    for (const r of records) rows.push(toCustomerRow(r));
-    if (records.length < asked) break;
-    from = rows[rows.length - 1]!.customerId;
-    if (rows.length < limit) await turn();
+  if (limit <= 0) return rows;
+  const pages = customerRecords<CustomerRecord>(sql, ROW_COLUMNS, Math.min(PAGE_STATEMENT_ROWS, limit), { order: await codePointOrder(sql), after });
+  for await (const records of pages) {
+    for (const r of records.slice(0, limit - rows.length)) rows.push(toCustomerRow(r));
+    if (rows.length === limit) break;
   }
   return rows;
 }

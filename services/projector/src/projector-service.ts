@@ -5,7 +5,7 @@ import { ConcurrencyError } from '@lifecycle/eventstore';
 import { advanceWatermark, conflictRejection, crashBeforeCommit, isolatePoison, KeyedState, projectBatch, storeRejection, type BatchOutcome, type Ownership } from '@lifecycle/projection';
 import { assertClaims, FencedError, loadConsumerOffsets, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
-import { byteBounded, createProducer, deadLetterMessage, parseMessage, partitionOfKey, visitorKey, type Topics } from '@lifecycle/kafka';
+import { byteBounded, createProducer, deadLetterMessage, keyPartitioner, parseMessage, visitorKey, type Topics } from '@lifecycle/kafka';
 import { RepartitionStage } from './repartition-stage.js';
 
 export interface ProjectorServiceOptions {
@@ -100,8 +100,10 @@ export class ProjectorService {
    */
   private markersTo = new Map<number, number>();
   private commitTimer: NodeJS.Timeout | undefined;
-  /** Partitions of `…by-customer`, read at start: where a visitor's impressions (and link) belong. */
-  private byCustomerPartitions = 0;
+  /** Where a visitor's impressions (and link) belong: from the partitions of `…by-customer`, read at start. */
+  private partitionOfVisitor: (anonymousId: string) => number = () => {
+    throw new Error('the projector service has not started');
+  };
   private committing: Promise<void> = Promise.resolve();
   private retryAfter = 0;
 
@@ -130,7 +132,8 @@ export class ProjectorService {
     await admin.connect();
     try {
       const { topics: [metadata] } = await admin.fetchTopicMetadata({ topics: [topics.byCustomer] });
-      this.byCustomerPartitions = metadata!.partitions.length;
+      const partitionOf = keyPartitioner(metadata!.partitions.length);
+      this.partitionOfVisitor = (anonymousId) => partitionOf(visitorKey(anonymousId));
     } finally {
       await admin.disconnect();
     }
@@ -217,7 +220,7 @@ export class ProjectorService {
     const ownership: Ownership = {
       topic: this.options.topics.byCustomer,
       partitions: claims.map((c) => c.partition),
-      partitionOfVisitor: (anonymousId) => partitionOfKey(visitorKey(anonymousId), this.byCustomerPartitions),
+      partitionOfVisitor: this.partitionOfVisitor,
     };
     return this.serially(() =>
       this.keyed.transaction(this.options.db, async (tx) => {

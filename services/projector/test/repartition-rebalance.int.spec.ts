@@ -16,32 +16,36 @@ import { readMessages, waitFor } from '../../../test/support/distributed.js';
 
 const log = pino({ level: 'silent' });
 
+/** A Kafka client whose producers are those of `kafka` as `wrap` changes them. */
+function wrappingProducers(kafka: Kafka, wrap: (producer: Producer, config: Parameters<Kafka['producer']>[0]) => Producer): Kafka {
+  return new Proxy(kafka, {
+    get(target, property, receiver) {
+      if (property !== 'producer') return Reflect.get(target, property, receiver);
+      return (config: Parameters<Kafka['producer']>[0]) => wrap(target.producer(config), config);
+    },
+  });
+}
+
 /** A Kafka client whose transactions' commits wait until `open()`; `held` counts those that waited. */
 function gatedKafka(kafka: Kafka): { kafka: Kafka; open: () => void; held: () => number } {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
   let held = 0;
-  const gated = new Proxy(kafka, {
-    get(target, property, receiver) {
-      if (property !== 'producer') return Reflect.get(target, property, receiver);
-      return (config: Parameters<Kafka['producer']>[0]) => {
-        const producer = target.producer(config);
-        const transaction = producer.transaction.bind(producer);
-        return Object.assign(producer, {
-          transaction: async () => {
-            const t = await transaction();
-            const commit = t.commit.bind(t);
-            return Object.assign(t, {
-              commit: async () => {
-                held += 1;
-                await gate;
-                return commit();
-              },
-            });
+  const gated = wrappingProducers(kafka, (producer) => {
+    const transaction = producer.transaction.bind(producer);
+    return Object.assign(producer, {
+      transaction: async () => {
+        const t = await transaction();
+        const commit = t.commit.bind(t);
+        return Object.assign(t, {
+          commit: async () => {
+            held += 1;
+            await gate;
+            return commit();
           },
-        }) satisfies Producer;
-      };
-    },
+        });
+      },
+    }) satisfies Producer;
   });
   return { kafka: gated, open: release, held: () => held };
 }
@@ -54,32 +58,26 @@ function gatedKafka(kafka: Kafka): { kafka: Kafka; open: () => void; held: () =>
 function failingOnceKafka(kafka: Kafka): { kafka: Kafka; failed: () => number } {
   const seen = new Set<string>();
   let failed = 0;
-  const failing = new Proxy(kafka, {
-    get(target, property, receiver) {
-      if (property !== 'producer') return Reflect.get(target, property, receiver);
-      return (config: Parameters<Kafka['producer']>[0]) => {
-        const producer = target.producer(config);
-        const id = config?.transactionalId;
-        if (id === undefined || seen.has(id)) return producer;
-        seen.add(id);
-        const transaction = producer.transaction.bind(producer);
-        let calls = 0;
-        return Object.assign(producer, {
-          transaction: async () => {
-            calls += 1;
-            if (calls > 2) throw new Error('test: this producer is stuck since its failed commit');
-            const t = await transaction();
-            if (calls === 1) return t; // the fencing on assignment
-            return Object.assign(t, {
-              commit: async () => {
-                failed += 1;
-                throw new Error('test: the broker went away during the commit');
-              },
-            });
+  const failing = wrappingProducers(kafka, (producer, config) => {
+    const id = config?.transactionalId;
+    if (id === undefined || seen.has(id)) return producer;
+    seen.add(id);
+    const transaction = producer.transaction.bind(producer);
+    let calls = 0;
+    return Object.assign(producer, {
+      transaction: async () => {
+        calls += 1;
+        if (calls > 2) throw new Error('test: this producer is stuck since its failed commit');
+        const t = await transaction();
+        if (calls === 1) return t; // the fencing on assignment
+        return Object.assign(t, {
+          commit: async () => {
+            failed += 1;
+            throw new Error('test: the broker went away during the commit');
           },
-        }) satisfies Producer;
-      };
-    },
+        });
+      },
+    }) satisfies Producer;
   });
   return { kafka: failing, failed: () => failed };
 }
