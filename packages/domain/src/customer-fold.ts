@@ -75,12 +75,9 @@ export function foldCustomer(input: CustomerInput, asOf: number, config: Lifecyc
   const touchpoints = isCanonical(input.touchpoints) ? input.touchpoints : [...input.touchpoints].sort(compareCanonical);
   for (const t of touchpoints) {
     if (t.at > asOf) break;
-    // A paying event exactly at a deadline is inside the window and prevents the churn.
-    fold.passDeadlines(t.at, !isPaying(t.touchpoint));
-    fold.apply(t);
+    fold.add(t);
   }
-  fold.passDeadlines(asOf, true);
-  return fold.snapshot(input, asOf);
+  return fold.snapshot(input.customerId, input.linkedImpressions ?? [], asOf);
 }
 
 /** The first registration as a history keeps it: when, the channel it names, who referred it. */
@@ -94,7 +91,14 @@ function isCanonical(touchpoints: readonly TimedTouchpoint[]): boolean {
   return true;
 }
 
-class CustomerFold {
+/**
+ * The walk of `foldCustomer`, kept between calls so that it resumes where it stopped: the
+ * projector holds one per customer instead of its touchpoints, and folds a new touchpoint on
+ * (O(1)) when it comes after every one folded (`follows`); an earlier one needs a walk from the
+ * start. `add` is the walk's step; `snapshot` finishes a copy at an instant, so that the walk
+ * itself never passes a deadline that a later touchpoint may yet come before.
+ */
+export class CustomerFold {
   private readonly graceMs: number;
   private readonly inactivityMs: number;
   readonly calendar: PeriodCalendar;
@@ -117,6 +121,8 @@ class CustomerFold {
 
   private stage: Stage | null = null;
   private readonly timeline: LifecycleEvent[] = [];
+  /** The last touchpoint folded, in canonical order. */
+  private last: TimedTouchpoint | null = null;
 
   constructor(
     private readonly config: LifecycleConfig,
@@ -137,8 +143,32 @@ class CustomerFold {
     return { at: inactivity, reason: 'inactivity', after: this.anchor };
   }
 
+  /** Whether `t` may be folded on: it comes after every touchpoint folded (SPEC §2 canonical order). */
+  follows(t: TimedTouchpoint): boolean {
+    return this.last === null || compareCanonical(this.last, t) < 0;
+  }
+
+  /** Folds the next touchpoint: one that `follows`. */
+  add(t: TimedTouchpoint): void {
+    if (!this.follows(t)) throw new Error(`touchpoint ${t.touchpoint.id} comes before ${this.last!.touchpoint.id}: a fold only goes forward in canonical order`);
+    // A paying event exactly at a deadline is inside the window and prevents the churn.
+    this.passDeadlines(t.at, !isPaying(t.touchpoint));
+    this.apply(t);
+    this.last = t;
+  }
+
+  /** No touchpoint folded yet. */
+  get empty(): boolean {
+    return this.last === null;
+  }
+
+  /** The facts it holds (the keyed state's bound weighs customers by them). */
+  get weight(): number {
+    return this.payments.length + this.referrals.length + this.churns.length + this.reactivations.length + this.stages.length + this.timeline.length;
+  }
+
   /** Churns the episode if its deadline is before `t` (or at `t`, when `inclusive`). */
-  passDeadlines(t: number, inclusive: boolean): void {
+  private passDeadlines(t: number, inclusive: boolean): void {
     const deadline = this.deadline();
     if (deadline === null || deadline.at > t || (deadline.at === t && !inclusive)) return;
     this.churned = true;
@@ -151,7 +181,7 @@ class CustomerFold {
     }, deadline.reason);
   }
 
-  apply(t: TimedTouchpoint): void {
+  private apply(t: TimedTouchpoint): void {
     const touchpoint = t.touchpoint;
     this.first ??= t.at;
     switch (touchpoint.type) {
@@ -244,7 +274,24 @@ class CustomerFold {
     }
   }
 
-  snapshot(input: CustomerInput, asOf: number): CustomerSnapshot {
+  /**
+   * The customer as of `asOf` (at or after every touchpoint folded): the deadlines up to it are
+   * passed on a copy, whose facts the snapshot keeps (this fold goes on with its own).
+   */
+  snapshot(customerId: string, linkedImpressions: readonly LinkedImpression[], asOf: number): CustomerSnapshot {
+    const copy = this.copy();
+    copy.passDeadlines(asOf, true);
+    return copy.finish(customerId, linkedImpressions, asOf);
+  }
+
+  private copy(): CustomerFold {
+    const copy = new CustomerFold(this.config, this.recordTimeline);
+    Object.assign(copy, this);
+    for (const key of ['payments', 'referrals', 'churns', 'reactivations', 'stages', 'timeline'] as const) Object.assign(copy, { [key]: [...this[key]] });
+    return copy;
+  }
+
+  private finish(customerId: string, linkedImpressions: readonly LinkedImpression[], asOf: number): CustomerSnapshot {
     const registration = this.firstRegistration?.touchpoint;
     const pending = this.deadline();
     const history: CustomerHistory = {
@@ -253,7 +300,7 @@ class CustomerFold {
         registration?.type === 'registration'
           ? registrationFact(this.firstRegistration!.at, registration.properties)
           : null,
-      impressionChannel: this.impressionChannel(input, asOf),
+      impressionChannel: this.impressionChannel(linkedImpressions, asOf),
       conversion: this.conversion?.at ?? null,
       payments: this.payments,
       referrals: this.referrals,
@@ -263,7 +310,7 @@ class CustomerFold {
       pending: pending === null ? null : [pending.at, pending.reason],
     };
     return {
-      row: rowAsOf(input.customerId, history, asOf, this.calendar)!,
+      row: rowAsOf(customerId, history, asOf, this.calendar)!,
       cohortFacts: recordedCohortFacts(history, this.calendar),
       history,
       timeline: this.timeline,
@@ -275,10 +322,10 @@ class CustomerFold {
    * (SPEC §3, §5): its own first impression counts from its time, a linked visitor's from the
    * later of its time and the link's.
    */
-  private impressionChannel(input: CustomerInput, asOf: number): [number, string][] {
+  private impressionChannel(linkedImpressions: readonly LinkedImpression[], asOf: number): [number, string][] {
     const candidates: { from: number; impression: TimedTouchpoint }[] = [];
     if (this.firstOwnImpression !== null) candidates.push({ from: this.firstOwnImpression.at, impression: this.firstOwnImpression });
-    for (const { impression, linkAt } of input.linkedImpressions ?? []) {
+    for (const { impression, linkAt } of linkedImpressions) {
       const from = Math.max(linkAt, impression.at);
       if (from <= asOf) candidates.push({ from, impression });
     }

@@ -1,6 +1,7 @@
 export { compareCanonical, isPaying, timed, toIso, DAY_MS, type TimedTouchpoint } from './canonical-order.js';
 export { PeriodCalendar } from './periods.js';
 export {
+  CustomerFold,
   foldCustomer,
   type CohortFacts,
   type CustomerInput,

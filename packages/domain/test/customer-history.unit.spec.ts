@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { parseLifecycleConfig, type Touchpoint } from '@lifecycle/contracts';
-import { PeriodCalendar, cohortFactsAsOf, foldCustomer, rowAsOf, timed, type CustomerInput } from '@lifecycle/domain';
+import { CustomerFold, PeriodCalendar, cohortFactsAsOf, compareCanonical, foldCustomer, rowAsOf, timed, type CustomerInput } from '@lifecycle/domain';
 
 // A customer's history, taken at the latest instant it knows, must give at every earlier (and
 // later) instant exactly what folding its touchpoints up to that instant gives: this is what
@@ -83,6 +83,36 @@ describe('a customer history as of any instant (SPEC §3–§5, §7 as-of)', () 
         }
       }),
       { seed: 20261130, numRuns: 400 },
+    );
+  });
+});
+
+describe('a fold resumed where it stopped (the projector folds on what each transaction records)', () => {
+  test('gives at each instant what folding all the touchpoints up to it gives, whatever instants it was read at before', () => {
+    fc.assert(
+      fc.property(settings, fc.array(fc.tuple(ownTouchpoint, fc.boolean(), fc.nat({ max: 20 * DAY })), { minLength: 1, maxLength: 14 }), (raw, own) => {
+        const config = parseLifecycleConfig(raw);
+        // Each touchpoint may end a transaction, read at an instant at or after it (T is ahead of
+        // the customer's own touchpoints): a deadline that passed by then must not stop the fold
+        // from taking a later touchpoint that comes before the deadline.
+        const sorted = own.map(([o, readAfter, ahead], i) => ({ t: timed(touchpoint(o, i)), readAt: readAfter ? o.at + ahead : null })).sort((a, b) => compareCanonical(a.t, b.t));
+        const fold = new CustomerFold(config, true);
+        sorted.forEach(({ t, readAt }, i) => {
+          expect(fold.follows(t)).toBe(true);
+          fold.add(t);
+          const asOf = i === sorted.length - 1 ? t.at + 400 * DAY : readAt;
+          if (asOf === null) return;
+          const whole = foldCustomer({ customerId: 'c', touchpoints: sorted.slice(0, i + 1).map((s) => s.t) }, asOf, config);
+          expect({ asOf, snapshot: fold.snapshot('c', [], asOf) }).toEqual({ asOf, snapshot: whole });
+        });
+        // The walk goes forward only: a touchpoint before the last one folded needs a fold from the start.
+        const first = sorted[0]!.t;
+        if (sorted.length > 1 && compareCanonical(first, sorted.at(-1)!.t) < 0) {
+          expect(fold.follows(first)).toBe(false);
+          expect(() => fold.add(first)).toThrow(/only goes forward/);
+        }
+      }),
+      { seed: 20261201, numRuns: 400 },
     );
   });
 });

@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { LifecycleConfig, LifecycleEvent } from '@lifecycle/contracts';
-import { foldCustomer, historyChange } from '@lifecycle/domain';
+import type { LifecycleEvent } from '@lifecycle/contracts';
+import { compareCanonical, historyChange } from '@lifecycle/domain';
 import type { RecordedEvent } from '@lifecycle/eventstore';
 import type { CustomerChange, StageHistoryChange, StoredCustomer } from '@lifecycle/readmodel';
 import type { CustomerState } from './keyed-state.js';
@@ -19,19 +19,22 @@ export interface Decision {
 }
 
 /**
- * The pure core of the projection: a customer's state (its touchpoints, the impressions of the
- * visitors it owns, its recorded lifecycle and row) as of T → the lifecycle events to append and
- * what changed of it for the read models (its row, history and stage history, before and after).
- * Updates the state to what it will be once the writes are committed.
+ * The pure core of the projection: a customer's state (its fold, the touchpoints to fold on, the
+ * impressions of the visitors it owns, its recorded lifecycle and row) as of T → the lifecycle
+ * events to append and what changed of it for the read models (its row, history and stage
+ * history, before and after). Updates the state to what it will be once the writes are
+ * committed. The touchpoints added must come after every one folded (a late one needs the
+ * fold started again from the stream first).
  */
 export function decide(
   state: CustomerState,
   watermark: number,
-  config: LifecycleConfig,
   causedBy: readonly string[],
   ownerPartition: number | null,
 ): Decision {
-  const snapshot = foldCustomer({ customerId: state.customerId, touchpoints: state.touchpoints, linkedImpressions: state.linked ?? [] }, watermark, config);
+  for (const t of state.added.sort(compareCanonical)) state.fold.add(t);
+  state.added = [];
+  const snapshot = state.fold.snapshot(state.customerId, state.linked ?? [], watermark);
   const change = historyChange(state.lifecycle, snapshot.timeline);
   const streamId = customerStream(state.customerId);
   const events: RecordedEvent[] = [];

@@ -1,12 +1,18 @@
-import type { LinkedImpression, RecordedLifecycleEvent, TimedTouchpoint } from '@lifecycle/domain';
+import type { CustomerFold, LinkedImpression, RecordedLifecycleEvent, TimedTouchpoint } from '@lifecycle/domain';
 import type { StoredCustomer } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
 
 /** What the projector keeps of a customer between its transactions. */
 export interface CustomerState {
   readonly customerId: string;
-  /** The customer's own touchpoints, in stream order. */
-  readonly touchpoints: TimedTouchpoint[];
+  /**
+   * The fold of its touchpoints folded so far, in canonical order. Held instead of the
+   * touchpoints: a customer weighs its facts (payments, stage changes...), not its input, and a
+   * transaction folds on only what it recorded.
+   */
+  fold: CustomerFold;
+  /** Touchpoints recorded by the transaction under way, not folded yet. */
+  added: TimedTouchpoint[];
   /** The lifecycle events of its stream still in force, in order. */
   lifecycle: RecordedLifecycleEvent[];
   /** The last revision of its stream (-1: empty). */
@@ -18,10 +24,11 @@ export interface CustomerState {
 }
 
 /**
- * What a held customer weighs, in facts: its touchpoints, the impressions of its visitors, its
- * lifecycle events, and its row and history (about as much as a few facts).
+ * What a held customer weighs, in facts: its fold's, its touchpoints not folded yet, the
+ * impressions of its visitors, its lifecycle events, and its row and history (about as much as a
+ * few facts).
  */
-const weightOf = (state: CustomerState) => state.touchpoints.length + (state.linked?.length ?? 0) + state.lifecycle.length + ROW_WEIGHT;
+const weightOf = (state: CustomerState) => state.fold.weight + state.added.length + (state.linked?.length ?? 0) + state.lifecycle.length + ROW_WEIGHT;
 const ROW_WEIGHT = 4;
 
 /**

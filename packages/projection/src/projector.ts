@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { TOUCHPOINT_RECORDED, type LifecycleConfig, type LifecycleEvent, type Touchpoint, type TouchpointOf } from '@lifecycle/contracts';
-import { linksEarlier, timed } from '@lifecycle/domain';
+import { CustomerFold, compareCanonical, linksEarlier, timed } from '@lifecycle/domain';
 import { sqlEventStore, type RecordedEvent, type SqlEventStore } from '@lifecycle/eventstore';
 import {
   READ_MODEL_TABLES,
@@ -123,8 +123,15 @@ const isVisitorImpression = (t: Touchpoint) => t.type === 'ad_impression' && t.c
 const isLinkingRegistration = (t: Touchpoint): t is TouchpointOf<'registration'> & { anonymousId: string } =>
   t.type === 'registration' && t.anonymousId !== undefined;
 
+/** The fold of a customer's touchpoints (in stream order), from the start. */
+function foldOf(touchpoints: readonly Touchpoint[], config: LifecycleConfig): CustomerFold {
+  const fold = new CustomerFold(config, true);
+  for (const t of touchpoints.map(timed).sort(compareCanonical)) fold.add(t);
+  return fold;
+}
+
 /** The states of `ids`, read from the store for those not held (empty for a new customer). */
-async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedState, ids: Iterable<string>): Promise<Map<string, CustomerState>> {
+async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedState, ids: Iterable<string>, config: LifecycleConfig): Promise<Map<string, CustomerState>> {
   const states = new Map<string, CustomerState>();
   const missing: string[] = [];
   for (const id of ids) {
@@ -138,11 +145,30 @@ async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedStat
   for (const customerId of missing) {
     const events = streams.get(customerStream(customerId)) ?? [];
     const { touchpoints, lifecycle } = readCustomerStream(events);
-    const state: CustomerState = { customerId, touchpoints: touchpoints.map(timed), lifecycle, revision: events.length - 1, stored: rows.get(customerId), linked: undefined };
+    const state: CustomerState = { customerId, fold: foldOf(touchpoints, config), added: [], lifecycle, revision: events.length - 1, stored: rows.get(customerId), linked: undefined };
     keyed.set(state);
     states.set(customerId, state);
   }
   return states;
+}
+
+/**
+ * Starts again from their streams the folds of the customers that this transaction recorded a
+ * late touchpoint of (one before a touchpoint already folded): read once it is recorded, the
+ * stream holds all of them.
+ */
+async function refoldLate(store: SqlEventStore, states: Iterable<CustomerState>, config: LifecycleConfig): Promise<void> {
+  const late = new Map<string, CustomerState>();
+  for (const state of states) {
+    const first = state.added.sort(compareCanonical)[0];
+    if (first !== undefined && !state.fold.follows(first)) late.set(customerStream(state.customerId), state);
+  }
+  if (late.size === 0) return;
+  const streams = await store.readStreams([...late.keys()]);
+  for (const [streamId, state] of late) {
+    state.fold = foldOf(readCustomerStream(streams.get(streamId) ?? []).touchpoints, config);
+    state.added = [];
+  }
 }
 
 /** Reads the impressions of the visitors that the given customers own, for those whose are not held. */
@@ -214,7 +240,7 @@ export async function projectBatch(
   // Churn happens when nothing happens: customers whose deadline the watermark passed.
   for (const id of await customersDueBy(sql, watermark, owned(ownership))) affected.add(id);
 
-  const states = await statesOf(sql, store, keyed, affected);
+  const states = await statesOf(sql, store, keyed, affected, config);
   const visitorRevisions = await store.lastRevisions([...new Set(impressions.map(streamOf))]);
   const recorded: RecordedEvent[] = [];
   for (const t of fresh) {
@@ -226,12 +252,13 @@ export async function projectBatch(
     } else {
       const customer = states.get(t.customerId)!;
       revision = customer.revision += 1;
-      customer.touchpoints.push(timed(t));
+      customer.added.push(timed(t));
     }
     recorded.push({ ...events.get(t)!, streamId, revision });
   }
   // Before the linked impressions are read: they may be among these.
   await store.insert(recorded);
+  await refoldLate(store, states.values(), config);
 
   const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], fresh, watermark, config, causedBy, (id) =>
     causedBy.has(id) ? (ownership.topic === null ? null : partitions.get(id)!) : (states.get(id)!.stored?.ownerPartition ?? null),
@@ -337,7 +364,7 @@ export async function advanceWatermark(
   if (ownership.topic !== null) await linkVisitors(sql, ownership, keyed, [], affected);
   if (affected.size === 0 && watermark === state.watermark) return { stageChanges: [], corrections: 0 };
   const store = sqlEventStore(sql);
-  const states = await statesOf(sql, store, keyed, affected);
+  const states = await statesOf(sql, store, keyed, affected, config);
   const { watermark: folded, ...written } = await reproject(sql, store, [...states.values()], [], watermark, config, new Map(), (id) => states.get(id)!.stored?.ownerPartition ?? null);
   await finish(sql, state.config, config, folded, ownership.topic === null ? [undefined] : ownership.partitions.map((p) => watermarkScope(ownership, p)));
   return written;
@@ -368,8 +395,8 @@ async function reproject(
   const stageChanges: LifecycleEvent[] = [];
   let corrections = 0;
   for (const state of states) {
-    if (state.touchpoints.length === 0) continue;
-    const decision = decide(state, watermark, config, causedBy.get(state.customerId) ?? [], ownerOf(state.customerId));
+    if (state.fold.empty && state.added.length === 0) continue;
+    const decision = decide(state, watermark, causedBy.get(state.customerId) ?? [], ownerOf(state.customerId));
     events.push(...decision.events);
     stageChanges.push(...decision.appended);
     if (decision.corrected) corrections += 1;
@@ -428,7 +455,7 @@ export async function replay(
     const all = [...customers.keys()];
     for (let i = 0; i < all.length; i += REPLAY_CHUNK) {
       const chunk = all.slice(i, i + REPLAY_CHUNK);
-      const states = await statesOf(sql, store, new KeyedState(), chunk);
+      const states = await statesOf(sql, store, new KeyedState(), chunk, config);
       stageChanges += (await reproject(sql, store, [...states.values()], [], watermark, config, new Map(), (id) => customers.get(id) ?? null)).stageChanges.length;
       onProgress?.(i + chunk.length, all.length);
     }

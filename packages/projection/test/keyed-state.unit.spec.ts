@@ -1,4 +1,5 @@
-import type { TimedTouchpoint } from '@lifecycle/domain';
+import { DEFAULT_CONFIG } from '@lifecycle/contracts';
+import { CustomerFold, type TimedTouchpoint } from '@lifecycle/domain';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
 import { KeyedState, type CustomerState } from '@lifecycle/projection';
 
@@ -8,9 +9,11 @@ const db = { transaction: <T>(work: (tx: SqlExecutor) => Promise<T>) => work({} 
 const failing = { transaction: async () => Promise.reject(new Error('rolled back')) } as unknown as SqlDatabase;
 
 const fact = {} as TimedTouchpoint;
+// Touchpoints not folded yet weigh one fact each, as do the fold's own facts.
 const state = (customerId: string, touchpoints: number, linked = 0): CustomerState => ({
   customerId,
-  touchpoints: Array.from({ length: touchpoints }, () => fact),
+  fold: new CustomerFold(DEFAULT_CONFIG, true),
+  added: Array.from({ length: touchpoints }, () => fact),
   lifecycle: [],
   revision: touchpoints - 1,
   stored: undefined,
@@ -31,7 +34,7 @@ describe('KeyedState', () => {
     expect(keyed.held()).toEqual(['c', 'a', 'd']);
     // Facts appended to a held state count once the transaction is over.
     await keyed.transaction(db, async () => {
-      keyed.get('d')!.touchpoints.push(fact);
+      keyed.get('d')!.added.push(fact);
     });
     expect(keyed.held()).toEqual(['a', 'd']);
   });
