@@ -215,7 +215,7 @@ export class RepartitionStage {
     this.waitingMessages = 0;
   }
 
-  /** One transaction per partition with batches waiting; one commit at a time, in consumption order. */
+  /** One transaction per partition with batches waiting; one round of them at a time, in consumption order. */
   private commit(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -226,15 +226,10 @@ export class RepartitionStage {
       this.waitingMessages = 0;
       const byPartition = new Map<number, Sorted[]>();
       for (const b of batches) byPartition.set(b.partition, [...(byPartition.get(b.partition) ?? []), b]);
-      let failure: unknown;
-      for (const [partition, sorted] of byPartition) {
-        try {
-          await this.commitPartition(partition, sorted);
-        } catch (error) {
-          failure ??= error;
-        }
-      }
-      if (failure !== undefined) throw failure;
+      // The partitions' transactions are independent (a producer each): at once, not in turn.
+      const results = await Promise.allSettled([...byPartition].map(([partition, sorted]) => this.commitPartition(partition, sorted)));
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure !== undefined) throw failure.reason;
     });
     this.committing = run.catch(() => undefined);
     return run;
