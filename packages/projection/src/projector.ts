@@ -335,7 +335,7 @@ async function shareOut(sql: SqlExecutor, ownership: Ownership, keyed: KeyedStat
 /** The bookkeeping of a transaction: settings, T, and the periods from `earliest` (the earliest instant it recorded) on. */
 async function finish(sql: SqlExecutor, stored: LifecycleConfig | null, config: LifecycleConfig, watermark: number, scopes: readonly (string | undefined)[], earliest?: number): Promise<void> {
   if (stored === null) await saveConfig(sql, config);
-  for (const scope of scopes) await saveWatermark(sql, watermark, scope);
+  await saveWatermark(sql, watermark, scopes);
   await savePeriods(sql, watermark, config, earliest);
 }
 

@@ -113,15 +113,18 @@ export async function saveConfig(sql: SqlExecutor, config: LifecycleConfig): Pro
 }
 
 /**
- * Records how far `scope` has seen event time: the embedded store and `replay` have one scope
- * (none given); each Kafka partition has its own, written only by its owner, so instances never
- * wait on each other's watermark. T is the largest of them (SPEC §3: churn by event time).
+ * Records how far each of `scopes` has seen event time, in one statement: the embedded store and
+ * `replay` have one scope (undefined); each Kafka partition has its own, written only by its
+ * owner, so instances never wait on each other's watermark. T is the largest of them (SPEC §3:
+ * churn by event time).
  */
-export async function saveWatermark(sql: SqlExecutor, watermark: number, scope?: string): Promise<void> {
-  await sql.query('INSERT INTO projection_state (key, value) VALUES ($1, $2::jsonb) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [
-    scope === undefined ? WATERMARK : `${WATERMARK}:${scope}`,
-    JSON.stringify(watermark),
-  ]);
+export async function saveWatermark(sql: SqlExecutor, watermark: number, scopes: readonly (string | undefined)[]): Promise<void> {
+  if (scopes.length === 0) return;
+  const keys = [...new Set(scopes.map((scope) => (scope === undefined ? WATERMARK : `${WATERMARK}:${scope}`)))].sort();
+  await sql.query(
+    'INSERT INTO projection_state (key, value) SELECT key, $2::jsonb FROM unnest($1::text[]) AS key ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value',
+    [keys, JSON.stringify(watermark)],
+  );
 }
 
 /** The next offset to consume per partition, as committed with the read models. */
