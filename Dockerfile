@@ -14,7 +14,9 @@ ENV TURBO_TELEMETRY_DISABLED=1 \
 COPY package.json package-lock.json turbo.json tsconfig.base.json ./
 COPY packages ./packages
 COPY services ./services
-# npm ci installs exactly the lock file and runs the root `prepare` script: `turbo run build`.
+# The dependencies' patches, which the root `postinstall` (patch-package) applies during npm ci.
+COPY patches ./patches
+# npm ci installs exactly the lock file, patches it and runs the root `prepare` script: `turbo run build`.
 RUN npm ci --no-audit --no-fund
 # Check the build produced the entry point, then drop the dev dependencies (turbo, tsc, swc, jest).
 RUN test -f services/cli/dist/main.js \

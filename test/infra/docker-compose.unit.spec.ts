@@ -374,7 +374,9 @@ describe('Dockerfile', () => {
 
   test('copies sources that exist and that .dockerignore does not exclude', () => {
     const sources = [...dockerfile.matchAll(/^COPY\s+(?!--from)(?:--\S+\s+)*(.+)\s+\S+$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/));
-    expect(sources).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'packages', 'services']));
+    expect(sources).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'packages', 'services', 'patches']));
+    // patch-package patches the dependencies in npm ci: the patches are in the image before it.
+    expect(dockerfile.indexOf('COPY patches')).toBeLessThan(dockerfile.search(/^RUN npm ci\b/m));
     for (const source of sources) {
       expect({ source, exists: existsSync(join(root, source)) }).toEqual({ source, exists: true });
       expect({ source, ignored: ignored.includes(source) }).toEqual({ source, ignored: false });
