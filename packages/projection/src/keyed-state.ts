@@ -52,6 +52,11 @@ const DEFAULT_MAX_WEIGHT = 250_000;
  */
 export class KeyedState {
   private readonly customers = new Map<string, CustomerState>();
+  /** Each held customer's weight when it was last weighed, and their sum. */
+  private readonly weights = new Map<string, number>();
+  private weight = 0;
+  /** The customers handed out since the last weighing: only these can have changed. */
+  private readonly touched = new Set<string>();
   private generation: string | null = null;
 
   constructor(private readonly maxWeight = DEFAULT_MAX_WEIGHT) {}
@@ -81,6 +86,7 @@ export class KeyedState {
       // A Map keeps insertion order: the least recently used come first.
       this.customers.delete(customerId);
       this.customers.set(customerId, state);
+      this.touched.add(customerId);
     }
     return state;
   }
@@ -88,17 +94,23 @@ export class KeyedState {
   set(state: CustomerState): void {
     this.customers.delete(state.customerId);
     this.customers.set(state.customerId, state);
+    this.touched.add(state.customerId);
   }
 
   /** Forgets a customer's linked impressions: a visitor it owns changed. */
   invalidateLinks(customerId: string): void {
     const state = this.customers.get(customerId);
-    if (state !== undefined) state.linked = undefined;
+    if (state === undefined) return;
+    state.linked = undefined;
+    this.touched.add(customerId);
   }
 
   /** Forgets everything (a failed transaction, or partitions assigned anew). */
   clear(): void {
     this.customers.clear();
+    this.weights.clear();
+    this.weight = 0;
+    this.touched.clear();
   }
 
   /** The customers held, least recently used first (tests). */
@@ -107,13 +119,20 @@ export class KeyedState {
   }
 
   private evict(): void {
-    // Weighed after the transaction: its work grew the states it touched.
-    let weight = 0;
-    for (const state of this.customers.values()) weight += weightOf(state);
-    for (const [id, state] of this.customers) {
-      if (weight <= this.maxWeight) return;
+    // Weighed after the transaction: its work grew the states it touched, and only those.
+    for (const id of this.touched) {
+      const state = this.customers.get(id);
+      if (state === undefined) continue;
+      const weight = weightOf(state);
+      this.weight += weight - (this.weights.get(id) ?? 0);
+      this.weights.set(id, weight);
+    }
+    this.touched.clear();
+    for (const id of this.customers.keys()) {
+      if (this.weight <= this.maxWeight) return;
       this.customers.delete(id);
-      weight -= weightOf(state);
+      this.weight -= this.weights.get(id)!;
+      this.weights.delete(id);
     }
   }
 }

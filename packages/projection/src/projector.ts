@@ -123,14 +123,10 @@ const isVisitorImpression = (t: Touchpoint) => t.type === 'ad_impression' && t.c
 const isLinkingRegistration = (t: Touchpoint): t is TouchpointOf<'registration'> & { anonymousId: string } =>
   t.type === 'registration' && t.anonymousId !== undefined;
 
-/** The fold of a customer's touchpoints (in stream order), from the start. */
-function foldOf(touchpoints: readonly Touchpoint[], config: LifecycleConfig): CustomerFold {
-  const fold = new CustomerFold(config, true);
-  for (const t of touchpoints.map(timed).sort(compareCanonical)) fold.add(t);
-  return fold;
-}
-
-/** The states of `ids`, read from the store for those not held (empty for a new customer). */
+/**
+ * The states of `ids`, read from the store for those not held (empty for a new customer). A state
+ * read has its stream's touchpoints still to fold, with the transaction's own (`decide` folds them).
+ */
 async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedState, ids: Iterable<string>, config: LifecycleConfig): Promise<Map<string, CustomerState>> {
   const states = new Map<string, CustomerState>();
   const missing: string[] = [];
@@ -145,7 +141,15 @@ async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedStat
   for (const customerId of missing) {
     const events = streams.get(customerStream(customerId)) ?? [];
     const { touchpoints, lifecycle } = readCustomerStream(events);
-    const state: CustomerState = { customerId, fold: foldOf(touchpoints, config), added: [], lifecycle, revision: events.length - 1, stored: rows.get(customerId), linked: undefined };
+    const state: CustomerState = {
+      customerId,
+      fold: new CustomerFold(config, true),
+      added: touchpoints.map(timed),
+      lifecycle,
+      revision: events.length - 1,
+      stored: rows.get(customerId),
+      linked: undefined,
+    };
     keyed.set(state);
     states.set(customerId, state);
   }
@@ -153,9 +157,9 @@ async function statesOf(sql: SqlExecutor, store: SqlEventStore, keyed: KeyedStat
 }
 
 /**
- * Starts again from their streams the folds of the customers that this transaction recorded a
- * late touchpoint of (one before a touchpoint already folded): read once it is recorded, the
- * stream holds all of them.
+ * Starts again the folds of the customers that this transaction recorded a late touchpoint of
+ * (one before a touchpoint already folded): their streams, read once it is recorded, hold all the
+ * touchpoints to fold.
  */
 async function refoldLate(store: SqlEventStore, states: Iterable<CustomerState>, config: LifecycleConfig): Promise<void> {
   const late = new Map<string, CustomerState>();
@@ -166,8 +170,8 @@ async function refoldLate(store: SqlEventStore, states: Iterable<CustomerState>,
   if (late.size === 0) return;
   const streams = await store.readStreams([...late.keys()]);
   for (const [streamId, state] of late) {
-    state.fold = foldOf(readCustomerStream(streams.get(streamId) ?? []).touchpoints, config);
-    state.added = [];
+    state.fold = new CustomerFold(config, true);
+    state.added = readCustomerStream(streams.get(streamId) ?? []).touchpoints.map(timed);
   }
 }
 
