@@ -15,7 +15,18 @@ export interface LockHolder {
   since: string;
   /** The address at which the holder serves this directory's read models and ingest (`npm start`). */
   servingAt?: string;
+  /** The process that started the holder, which the holder does not outlive (`ingest` under a heap cap). */
+  supervisor?: number;
 }
+
+/**
+ * Set by a `lifecycle` process for the child that does its work: the child ends itself when its
+ * supervisor is gone, and an opener waits for that instead of refusing the directory.
+ */
+export const SUPERVISOR_PID_ENV = 'LIFECYCLE_SUPERVISOR_PID';
+
+/** How long an opener waits for a holder whose supervisor is gone to end (it may be inside a long statement). */
+const ORPHAN_WAIT_MS = 30_000;
 
 /** The directory is held by another live process. */
 export class DirectoryInUseError extends Error {
@@ -24,7 +35,9 @@ export class DirectoryInUseError extends Error {
     readonly directory: string,
     readonly holder: LockHolder,
   ) {
-    const where = holder.host === hostname() ? `pid ${holder.pid}` : `pid ${holder.pid} on host ${holder.host}`;
+    // The process a user started: the one that supervises the holder, if any.
+    const pid = holder.supervisor !== undefined ? `pid ${holder.supervisor} (through its child pid ${holder.pid})` : `pid ${holder.pid}`;
+    const where = holder.host === hostname() ? pid : `${pid} on host ${holder.host}`;
     const send = holder.servingAt
       ? `; it serves this directory at ${holder.servingAt}: read the exports there (GET ${holder.servingAt}/customers, ` +
         `${holder.servingAt}/cohorts) and, to ingest into it while it runs, send the touchpoints to it: ` +
@@ -73,8 +86,10 @@ const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 export async function lockDirectory(directory: string, command: string): Promise<DirectoryLock> {
   const path = join(directory, LOCK_FILE);
-  let holder: LockHolder = { pid: process.pid, host: hostname(), command, since: new Date().toISOString() };
+  const supervisor = Number(process.env[SUPERVISOR_PID_ENV]);
+  let holder: LockHolder = { pid: process.pid, host: hostname(), command, since: new Date().toISOString(), ...(Number.isSafeInteger(supervisor) && supervisor > 0 ? { supervisor } : {}) };
   const write = (flag: 'wx' | 'w') => writeFile(path, `${JSON.stringify(holder)}\n`, { flag });
+  const orphanDeadline = Date.now() + ORPHAN_WAIT_MS;
   for (let attempt = 1; ; attempt += 1) {
     if (attempt > 200) throw new Error(`could not take ${path} within 5 s; if no lifecycle process uses ${directory}, delete it`);
     try {
@@ -87,6 +102,12 @@ export async function lockDirectory(directory: string, command: string): Promise
     if (current === undefined) {
       // Just created by another opener and not written yet, or not a lock file of ours.
       await pause(25);
+      continue;
+    }
+    const orphaned = current.host === holder.host && current.supervisor !== undefined && !isAlive(current.supervisor);
+    if (orphaned && isAlive(current.pid) && Date.now() < orphanDeadline) {
+      attempt -= 1; // not a lock being written: a holder about to end
+      await pause(50);
       continue;
     }
     if (current.host !== holder.host || isAlive(current.pid)) throw new DirectoryInUseError(directory, current);

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -45,6 +45,22 @@ describe('one process per data directory', () => {
     expect(won).toHaveLength(1);
     for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(DirectoryInUseError);
     await (won[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof lockDirectory>>>).value.release();
+  });
+
+  test('a holder whose supervisor is gone is waited for (it ends itself), one whose supervisor lives is refused at once', async () => {
+    // The holder: a live process that ends in a second, as an ingest's child ends when its supervisor is gone.
+    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 1000)']);
+    const ended = new Promise((resolve) => holder.once('exit', resolve));
+    const lockOf = (supervisor: number) => `${JSON.stringify({ pid: holder.pid, host: hostname(), command: 'lifecycle ingest x', since: '2026-01-01T00:00:00.000Z', supervisor })}\n`;
+    await writeFile(join(dir, LOCK_FILE), lockOf(process.pid));
+    await expect(lockDirectory(dir, 'x')).rejects.toThrow(`in use by pid ${process.pid} (through its child pid ${holder.pid}) (lifecycle ingest x`);
+    await writeFile(join(dir, LOCK_FILE), lockOf(deadPid()));
+    let taken = false;
+    const lock = lockDirectory(dir, 'lifecycle ingest f').then((l) => ((taken = true), l));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(taken).toBe(false);
+    await ended;
+    await (await lock).release();
   });
 
   test('a lock held on another host is never taken over (its pid means nothing here)', async () => {

@@ -8,6 +8,7 @@ import type { SqlFormat } from './commands/sql.js';
 import { BENCH_PARTS, DEFAULT_BENCH_SERVER, assertWritable, parseInstanceCounts, type BenchPart } from './commands/bench-options.js';
 import type { ExportOptions, ServerSecurityOptions } from './commands/servers.js';
 import { logger } from './logger.js';
+import { endWithSupervisor, isHeapCapped, runUnderHeapCap } from './heap-cap.js';
 import {
   DEAD_LETTER_FILE,
   UsageError,
@@ -93,11 +94,18 @@ program
   .addOption(databaseOption())
   .option('--dead-letters <file>', 'where rejected lines go (default: DIR/dead-letter.ndjson, or ./dead-letter.ndjson with --database)')
   .addOption(configOption())
-  .action(async (file: string, options: StoreOptions & { deadLetters?: string }) => {
+  .option('--batch-size <n>', 'touchpoints per transaction (fewer: less memory, slower)', atLeastOne('--batch-size'), 100_000)
+  .option('--heap-cap <MiB>', "JavaScript heap of the work, in a child process (0: node's own limit, in this process)", integer('--heap-cap'), 400)
+  .action(async (file: string, options: StoreOptions & { deadLetters?: string; batchSize: number; heapCap: number }) => {
     const location = storeLocation(options);
     const deadLetters = options.deadLetters ?? ('dataDir' in location ? join(location.dataDir, DEAD_LETTER_FILE) : resolve(DEAD_LETTER_FILE));
+    const config = await loadConfig(options.config);
+    if (options.heapCap > 0 && !isHeapCapped()) {
+      await runUnderHeapCap({ heapCapMb: options.heapCap, restartable: file !== '-', deadLetters, source: file });
+      return;
+    }
     const { ingestCommand } = await import('./commands/ingest.js');
-    await ingestCommand(file, location, deadLetters, await loadConfig(options.config));
+    await ingestCommand(file, location, deadLetters, config, options.batchSize);
   });
 
 program
@@ -379,6 +387,8 @@ enableTestFaults({
 
 // By name: @lifecycle/access (fastify's plugins) is loaded only by the commands that serve HTTP.
 const isAccessConfigError = (error: unknown): error is Error => error instanceof Error && error.name === 'AccessConfigError';
+
+if (isHeapCapped()) endWithSupervisor();
 
 try {
   await program.parseAsync();

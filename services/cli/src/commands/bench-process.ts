@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -16,7 +16,11 @@ export interface CliRun {
   signal: NodeJS.Signals | null;
   /** From spawn to exit: what a user waits, node's start included. */
   seconds: number;
-  /** The child's process.resourceUsage() at exit; null when it was killed before it could report. */
+  /**
+   * From process.resourceUsage() at exit, added up over the command's processes (an `ingest`
+   * under a heap cap is two: the one started and its child that does the work; their peaks
+   * added up are at least their peak together); null when it was killed before it could report.
+   */
   peakRssKiB: number | null;
   cpuSeconds: number | null;
   /** Warning and error log lines (JSON, level ≥ 40) by message, with their counts. */
@@ -42,16 +46,26 @@ export interface CliOptions {
 const STDERR_TAIL = 16 * 1024;
 
 /**
- * Peak RSS and CPU must be the child's own, measured by the kernel for its whole life: an
- * `--import` hook writes `process.resourceUsage()` on exit. Polling /proc from outside would miss
- * a peak between two polls; the hook costs nothing while the command runs.
+ * Peak RSS and CPU must be the command's own, measured by the kernel for its whole life: an
+ * `--import` hook writes `process.resourceUsage()` on exit, one file per process (a node process
+ * that the command starts with the same options reports too). Polling /proc from outside would
+ * miss a peak between two polls; the hook costs nothing while the command runs.
  */
-const usageHook = (file: string) =>
-  `data:text/javascript,${encodeURIComponent(`import{writeFileSync}from'node:fs';process.on('exit',()=>writeFileSync(${JSON.stringify(file)},JSON.stringify(process.resourceUsage())))`)}`;
+const usageHook = (dir: string) =>
+  `data:text/javascript,${encodeURIComponent(`import{writeFileSync}from'node:fs';process.on('exit',()=>writeFileSync(${JSON.stringify(dir)}+'/'+process.pid+'.json',JSON.stringify(process.resourceUsage())))`)}`;
+
+/** The processes' reports added up; undefined when the command's own process did not report. */
+async function usageOf(dir: string, pid: number | undefined): Promise<{ maxRSS: number; cpuMicros: number } | undefined> {
+  const files = await readdir(dir).catch(() => [] as string[]);
+  if (!files.includes(`${pid}.json`)) return undefined;
+  const reports = await Promise.all(files.map(async (file) => JSON.parse(await readFile(join(dir, file), 'utf8')) as NodeJS.ResourceUsage));
+  return reports.reduce((sum, r) => ({ maxRSS: sum.maxRSS + r.maxRSS, cpuMicros: sum.cpuMicros + r.userCPUTime + r.systemCPUTime }), { maxRSS: 0, cpuMicros: 0 });
+}
 
 /** Starts `lifecycle <args>` (this same CLI) in a child process, as a user would run it. */
 export function startCli(args: readonly string[], options: CliOptions = {}): RunningCli {
-  const usageFile = join(tmpdir(), `lifecycle-bench-usage-${randomUUID()}.json`);
+  const usageDir = join(tmpdir(), `lifecycle-bench-usage-${randomUUID()}`);
+  mkdirSync(usageDir);
   const command = `lifecycle ${args.join(' ')}`;
   const env = { ...process.env };
   for (const [name, value] of Object.entries(options.env ?? {})) {
@@ -59,7 +73,7 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
     else env[name] = value;
   }
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', usageHook(usageFile), process.argv[1]!, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', usageHook(usageDir), process.argv[1]!, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let exitedAt: number | undefined;
   child.once('exit', () => {
     exitedAt = performance.now();
@@ -96,18 +110,15 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
       const seconds = ((exitedAt ?? performance.now()) - started) / 1000;
       void (async () => {
         await reading.catch(() => undefined);
-        const usage = await readFile(usageFile, 'utf8').then(
-          (text) => JSON.parse(text) as NodeJS.ResourceUsage,
-          () => undefined,
-        );
-        await rm(usageFile, { force: true });
+        const usage = await usageOf(usageDir, child.pid);
+        await rm(usageDir, { recursive: true, force: true });
         resolve({
           command,
           code,
           signal,
           seconds,
           peakRssKiB: usage?.maxRSS ?? null,
-          cpuSeconds: usage === undefined ? null : (usage.userCPUTime + usage.systemCPUTime) / 1e6,
+          cpuSeconds: usage === undefined ? null : usage.cpuMicros / 1e6,
           warnings,
           stdout,
           stderrTail: stderr,

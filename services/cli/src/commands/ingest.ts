@@ -19,12 +19,14 @@ export async function ingestInto(
   lines: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
   config: LifecycleConfig,
   metrics?: LifecycleMetrics,
+  batchSize?: number,
 ): Promise<IngestSummary & { deadLetters: string }> {
   await mkdir(dirname(deadLetters), { recursive: true });
   const bar = progress(`ingest ${source}`, 'lines');
   try {
     const summary = await ingestLines(db, lines, {
       config,
+      ...(batchSize !== undefined ? { batchSize } : {}),
       onDeadLetters: (letters) => {
         // id conflicts are counted with their batch (recordBatch), like the projector's.
         for (const letter of letters) if (letter.reason !== 'id_conflict') metrics?.recordRejection(letter.reason, letter.type);
@@ -42,12 +44,12 @@ export async function ingestInto(
   }
 }
 
-export async function ingestCommand(source: string, location: StoreLocation, deadLetters: string, config: LifecycleConfig): Promise<void> {
+export async function ingestCommand(source: string, location: StoreLocation, deadLetters: string, config: LifecycleConfig, batchSize: number): Promise<void> {
   const lines = await readLines(source);
   const db = await openLifecycleStore(location);
   try {
     await assertStoreConfig(db, config);
-    const summary = await ingestInto(db, deadLetters, source, lines, config);
+    const summary = await ingestInto(db, deadLetters, source, lines, config, undefined, batchSize);
     logger.info({ source, ...summary }, 'ingest finished');
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   } finally {
