@@ -95,7 +95,7 @@ program
   .option('--dead-letters <file>', 'where rejected lines go (default: DIR/dead-letter.ndjson, or ./dead-letter.ndjson with --database)')
   .addOption(configOption())
   .option('--batch-size <n>', 'touchpoints per transaction (fewer: less memory, slower)', atLeastOne('--batch-size'), 100_000)
-  .option('--heap-cap <MiB>', "JavaScript heap of the work, in a child process (0: node's own limit, in this process)", integer('--heap-cap'), 400)
+  .option('--heap-cap <MiB>', "caps the JavaScript heap: the work runs in a child process started with this limit, and again with twice the limit if it is reached (0: node's own limit, in this process)", integer('--heap-cap'), 0)
   .action(async (file: string, options: StoreOptions & { deadLetters?: string; batchSize: number; heapCap: number }) => {
     const location = storeLocation(options);
     const deadLetters = options.deadLetters ?? ('dataDir' in location ? join(location.dataDir, DEAD_LETTER_FILE) : resolve(DEAD_LETTER_FILE));
