@@ -122,10 +122,13 @@ async function storeCounts(dataDir: string): Promise<StoreCounts> {
 
 const perSecond = (items: number, run: Pick<CliRun, 'seconds'>) => Math.round(items / run.seconds);
 
+/** The heap cap of the bench's second ingest, for the figures of README "Known limits". */
+const CAPPED_HEAP_MB = 600;
+
 /**
  * The embedded rows, each through the real CLI in a child process: `generate` with delivery
  * noise into a file, `ingest --data-dir` (and the same on an empty file: the base of the peak
- * RSS), `replay --data-dir`, `export cohorts --as-of`.
+ * RSS; and both again with `--heap-cap`), `replay --data-dir`, `export cohorts --as-of`.
  */
 export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult> {
   const { workDir } = options;
@@ -152,6 +155,13 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
   const summary = JSON.parse(ingest.stdout) as { lines: number; accepted: number; duplicates: number; rejected: Record<string, number> };
   progress(`embedded: ingest: ${ingest.seconds.toFixed(1)} s, ${thousands(perSecond(lines, ingest))}/s, peak RSS ${mib(ingest.peakRssKiB ?? 0)} MiB`);
 
+  // The same under a heap cap (README "Known limits"): what the cap buys in memory, and costs.
+  const cappedArgs = ['--heap-cap', String(CAPPED_HEAP_MB)];
+  const cappedEmpty = await runCli(['ingest', emptyFile, '--data-dir', join(workDir, 'empty-capped-store'), ...cappedArgs], { env: EMBEDDED_ENV });
+  progress(`embedded: ingest --heap-cap ${CAPPED_HEAP_MB} of ${thousands(lines)} lines`);
+  const capped = await runCli(['ingest', file, '--data-dir', join(workDir, 'capped-store'), ...cappedArgs], { env: EMBEDDED_ENV });
+  progress(`embedded: ingest --heap-cap ${CAPPED_HEAP_MB}: ${capped.seconds.toFixed(1)} s, ${thousands(perSecond(lines, capped))}/s, peak RSS ${mib(capped.peakRssKiB ?? 0)} MiB`);
+
   progress('embedded: replay');
   const replay = await runCli(['replay', '--data-dir', store], { env: EMBEDDED_ENV, stdout: 'text' });
   progress(`embedded: replay: ${replay.seconds.toFixed(1)} s`);
@@ -166,7 +176,9 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
   const ingestRate = perSecond(lines, ingest);
   const ratio = ingestRate / parse.perSecond;
   const replayRate = perSecond(counts.events, replay);
-  const rssPerCustomer = ingest.peakRssKiB !== null && empty.peakRssKiB !== null && counts.customers > 0 ? (ingest.peakRssKiB - empty.peakRssKiB) / counts.customers : null;
+  const rssAbove = (run: CliRun, base: CliRun) => (run.peakRssKiB !== null && base.peakRssKiB !== null && counts.customers > 0 ? (run.peakRssKiB - base.peakRssKiB) / counts.customers : null);
+  const rssPerCustomer = rssAbove(ingest, empty);
+  const cappedRssPerCustomer = rssAbove(capped, cappedEmpty);
   const runNote = (run: CliRun) => `${run.seconds.toFixed(1)} s from spawn to exit, peak RSS ${run.peakRssKiB === null ? '?' : `${mib(run.peakRssKiB)} MiB`}, CPU ${run.cpuSeconds?.toFixed(1) ?? '?'} s`;
 
   const goals: BenchRow[] = [
@@ -216,6 +228,7 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
       met: rssPerCustomer === null ? null : rssPerCustomer <= 1,
       notes: [
         `peak ${mib(ingest.peakRssKiB ?? 0)} MiB − ${mib(empty.peakRssKiB ?? 0)} MiB (the same command on an empty file: ${empty.seconds.toFixed(1)} s) over ${thousands(counts.customers)} customers in the read model`,
+        `with --heap-cap ${CAPPED_HEAP_MB}: ${cappedRssPerCustomer === null ? '?' : cappedRssPerCustomer.toFixed(2)} KiB per customer (peak ${mib(capped.peakRssKiB ?? 0)} − ${mib(cappedEmpty.peakRssKiB ?? 0)} MiB), ${thousands(perSecond(lines, capped))}/s: ${runNote(capped)}${Object.keys(capped.warnings).length > 0 ? `; its warnings: ${JSON.stringify(capped.warnings)}` : ''}`,
       ],
     },
     {
@@ -252,6 +265,7 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
       replay: { ...runFigures(replay), perSecond: replayRate, summary: JSON.parse(replay.stdout) as unknown },
       store: counts,
       rssPerCustomerKiB: rssPerCustomer === null ? null : round3(rssPerCustomer),
+      capped: { heapCapMb: CAPPED_HEAP_MB, empty: runFigures(cappedEmpty), ingest: { ...runFigures(capped), perSecond: perSecond(lines, capped) }, rssPerCustomerKiB: cappedRssPerCustomer === null ? null : round3(cappedRssPerCustomer) },
       export: { ...runFigures(exported), asOf, cohortRows: cohortRows.lines },
     },
   };
