@@ -33,8 +33,8 @@ export interface HeapCapOptions {
  * Runs this same command again in a child process whose V8 heap is capped (`--max-old-space-size`):
  * V8 lets an uncapped heap grow to 2–4 times what the ingest holds, and only a flag given at
  * start caps it (README, "Benchmarks"). Not a worker thread: node ends a worker at the first
- * sign of its limit, before the collection that would have made room, so a worker needs twice
- * the cap. The child's exit code or signal is this process's. A child that reaches its cap
+ * sign of its limit, before the collection that would have made room (measured: a worker died
+ * at caps where this process lives). The child's exit code or signal is this process's. A child that reaches its cap
  * (SIGABRT) has committed whole batches only: another one with twice the cap ingests the input
  * again, and what the first one stored is recognised as duplicates.
  */
