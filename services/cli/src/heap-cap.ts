@@ -43,10 +43,14 @@ export async function runUnderHeapCap(options: HeapCapOptions): Promise<void> {
   for (let heapCapMb = options.heapCapMb; ; ) {
     const end = await runChild(heapCapMb);
     if (end.signal === 'SIGABRT') {
+      const stopped = `ingest of ${options.source} ran out of memory`;
+      if (heapCapMb === 0) throw new Error(`${stopped}; the batches it committed stay; a smaller --batch-size needs less`);
       const next = heapCapMb * 2 > LARGEST_HEAP_CAP_MB ? 0 : heapCapMb * 2;
-      const rerun = `run it again with --heap-cap ${next}${next === 0 ? " (node's own limit)" : ''}: what is stored is recognised as duplicates`;
-      if (heapCapMb === 0 || !options.restartable) {
-        throw new Error(`ingest of ${options.source} ran out of memory${heapCapMb === 0 ? '' : ` at its heap cap of ${heapCapMb} MiB (--heap-cap)`}; the batches it committed stay${heapCapMb === 0 ? '; a smaller --batch-size needs less' : `; ${rerun}`}`);
+      if (!options.restartable) {
+        throw new Error(
+          `${stopped} at its heap cap of ${heapCapMb} MiB (--heap-cap); the batches it committed stay; ` +
+            `run it again with --heap-cap ${next}${next === 0 ? " (node's own limit)" : ''}: what is stored is recognised as duplicates`,
+        );
       }
       if ((await sizeOf(options.deadLetters)) > deadLettersBefore) await truncate(options.deadLetters, deadLettersBefore);
       logger.warn({ source: options.source, heapCapMb, nextHeapCapMb: next }, 'ingest reached its heap cap: ingesting again with a larger cap (what is stored counts as duplicates)');

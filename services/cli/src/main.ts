@@ -99,6 +99,7 @@ program
   .action(async (file: string, options: StoreOptions & { deadLetters?: string; batchSize: number; heapCap: number }) => {
     const location = storeLocation(options);
     const deadLetters = options.deadLetters ?? ('dataDir' in location ? join(location.dataDir, DEAD_LETTER_FILE) : resolve(DEAD_LETTER_FILE));
+    // Read here also under a cap: a bad file is one usage error, before any child starts.
     const config = await loadConfig(options.config);
     if (options.heapCap > 0 && !isHeapCapped()) {
       await runUnderHeapCap({ heapCapMb: options.heapCap, restartable: file !== '-', deadLetters, source: file });

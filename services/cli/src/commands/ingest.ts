@@ -18,8 +18,7 @@ export async function ingestInto(
   source: string,
   lines: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
   config: LifecycleConfig,
-  metrics?: LifecycleMetrics,
-  batchSize?: number,
+  { metrics, batchSize }: { metrics?: LifecycleMetrics; batchSize?: number } = {},
 ): Promise<IngestSummary & { deadLetters: string }> {
   await mkdir(dirname(deadLetters), { recursive: true });
   const bar = progress(`ingest ${source}`, 'lines');
@@ -49,7 +48,7 @@ export async function ingestCommand(source: string, location: StoreLocation, dea
   const db = await openLifecycleStore(location);
   try {
     await assertStoreConfig(db, config);
-    const summary = await ingestInto(db, deadLetters, source, lines, config, undefined, batchSize);
+    const summary = await ingestInto(db, deadLetters, source, lines, config, { batchSize });
     logger.info({ source, ...summary }, 'ingest finished');
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   } finally {

@@ -86,7 +86,7 @@ async function serve(app: FastifyInstance, db: SqlDatabase, registry: Registry, 
   // One ingest at a time: each request's summary is its own, and dead letters keep their order.
   let queue: Promise<unknown> = Promise.resolve();
   const ingest = (name: string, input: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>) => {
-    const run = queue.then(() => ingestInto(db, deadLetters, name, input, options.config, metrics));
+    const run = queue.then(() => ingestInto(db, deadLetters, name, input, options.config, { metrics }));
     queue = run.catch(() => undefined);
     return run;
   };
