@@ -52,14 +52,6 @@ interface EventRow {
   data: unknown;
 }
 
-const toRecorded = (row: EventRow): RecordedEvent => ({
-  streamId: row.stream_id,
-  revision: row.revision,
-  id: row.event_id,
-  type: row.event_type,
-  data: row.data,
-});
-
 const UNIQUE_VIOLATION = '23505';
 
 /** What the SQL store adds for the projector, which appends inside its own transactions. */
@@ -89,16 +81,35 @@ async function insertRows(sql: SqlExecutor, rows: readonly EventRow[]): Promise<
   }
 }
 
-/** Groups rows by stream, each stream in revision order. */
-function byStream(rows: readonly EventRow[]): Map<string, RecordedEvent[]> {
+/** Groups events by stream, each stream in revision order. */
+function byStream(events: readonly RecordedEvent[]): Map<string, RecordedEvent[]> {
   const found = new Map<string, RecordedEvent[]>();
-  for (const row of rows) {
-    const stream = found.get(row.stream_id);
-    if (stream) stream.push(toRecorded(row));
-    else found.set(row.stream_id, [toRecorded(row)]);
+  for (const event of events) {
+    const stream = found.get(event.streamId);
+    if (stream) stream.push(event);
+    else found.set(event.streamId, [event]);
   }
   for (const stream of found.values()) stream.sort((a, b) => a.revision - b.revision);
   return found;
+}
+
+/**
+ * The events of `rows` (a FROM item of lifecycle_events columns) read as one text value, a JSON
+ * array per line, decoded here: the embedded store decodes each value of each row in JavaScript,
+ * and that, not the read, was half the time of reading streams (117 000 events: 1.3 s as rows,
+ * 0.6–0.7 s as one value). No event's JSON text holds a line break (JSON escapes it).
+ */
+async function readAggregated(sql: SqlExecutor, rows: string, order: string, params: readonly unknown[]): Promise<{ last: number; events: RecordedEvent[] }> {
+  const [row] = await sql.query<{ last: number | string | null; events: string | null }>(
+    `SELECT max(position) AS last, string_agg(json_build_array(stream_id, revision, event_id, event_type, data)::text, E'\\n' ${order}) AS events FROM ${rows}`,
+    params,
+  );
+  if (row?.events === null || row?.events === undefined) return { last: 0, events: [] };
+  const events = row.events.split('\n').map((line) => {
+    const [streamId, revision, id, type, data] = JSON.parse(line) as [string, number, string, string, unknown];
+    return { streamId, revision, id, type, data };
+  });
+  return { last: Number(row.last), events };
 }
 
 /**
@@ -159,24 +170,21 @@ export function sqlEventStore(sql: SqlExecutor): SqlEventStore {
       if (streamIds.length === 0) return new Map();
       // Sorted by byStream, not with ORDER BY: for a chunk's few thousand streams PostgreSQL's
       // sort of whole rows spilled past work_mem to disk (52 ms of a 64 ms read, measured).
-      const rows = await sql.query<EventRow>(
-        'SELECT stream_id, revision, event_id, event_type, data FROM lifecycle_events WHERE stream_id = ANY($1::text[])',
-        [streamIds],
-      );
-      return byStream(rows);
+      return byStream((await readAggregated(sql, 'lifecycle_events WHERE stream_id = ANY($1::text[])', '', [streamIds])).events);
     },
 
     async *readAllOfType(type, pageSize = 10_000) {
       let after = 0;
       for (;;) {
-        const rows = await sql.query<EventRow & { position: number }>(
-          `SELECT position, stream_id, revision, event_id, event_type, data FROM lifecycle_events
-           WHERE event_type = $1 AND position > $2 ORDER BY position LIMIT $3`,
+        const page = await readAggregated(
+          sql,
+          '(SELECT * FROM lifecycle_events WHERE event_type = $1 AND position > $2 ORDER BY position LIMIT $3) AS page',
+          'ORDER BY position',
           [type, after, pageSize],
         );
-        if (rows.length === 0) return;
-        after = Number(rows[rows.length - 1]!.position);
-        yield rows.map(toRecorded);
+        if (page.events.length === 0) return;
+        after = page.last;
+        yield page.events;
       }
     },
   };

@@ -61,4 +61,23 @@ export function eventStoreContract(open: () => Promise<EventStore>): void {
     for await (const page of store.readAllOfType(type, 2)) pages.push(page.map((e) => (e.data as { name: string }).name));
     expect(pages).toEqual([['x', 'y'], ['z']]);
   });
+
+  test('reads back stream ids and data with line breaks, tabs, backslashes, quotes and other scripts as written', async () => {
+    const type = `Type${randomUUID().slice(0, 8)}`;
+    const awkward = 'line\nbreak\ttab\\back "quoted" \u00e9\u4e2d\ud83d\ude00';
+    const data = { text: awkward, nested: { list: [1, -2.5, null, true, awkward], big: 12345678901234 } };
+    const id = stream(`customer-${awkward}`);
+    await store.append([{ streamId: id, expectedRevision: NO_STREAM, events: [event(type, data), event(type, { n: 2 })] }]);
+    const read = (await store.readStreams([id])).get(id)!;
+    expect(read.map((e) => [e.streamId, e.revision, e.type, e.data])).toEqual([
+      [id, 0, type, data],
+      [id, 1, type, { n: 2 }],
+    ]);
+    const all = [];
+    for await (const page of store.readAllOfType(type)) all.push(...page.map((e) => [e.streamId, e.data]));
+    expect(all).toEqual([
+      [id, data],
+      [id, { n: 2 }],
+    ]);
+  });
 }

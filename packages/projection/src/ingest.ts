@@ -110,5 +110,7 @@ export async function ingestLines(
     if (batch.length >= batchSize) await flush();
   }
   await flush();
+  // For the reads that follow (exports, the API, the next batches of a later ingest).
+  if (summary.accepted > 0) await db.refreshStatistics?.();
   return summary;
 }

@@ -412,6 +412,7 @@ async function reproject(
 }
 
 const REPLAY_CHUNK = 5_000;
+const REPLAY_PAGE = 20_000;
 
 /**
  * Rebuilds every read model from the event streams alone (SPEC §6.3), with `config`; lifecycle
@@ -422,6 +423,8 @@ export async function replay(
   config: LifecycleConfig,
   onProgress?: (customersDone: number, customers: number) => void,
 ): Promise<{ customers: number; touchpoints: number; stageChanges: number }> {
+  // Its scan of the events pages by position: with no statistics, each page is a sort.
+  await db.refreshStatistics?.();
   return db.transaction(async (sql) => {
     // Which partition owns each customer (Kafka mode) survives the rebuild: its owner looks for
     // its due customers by it.
@@ -433,28 +436,29 @@ export async function replay(
     const links = new Map<string, VisitorLink>();
     let watermark = Number.NEGATIVE_INFINITY;
     let earliest = Number.POSITIVE_INFINITY;
-    // T, the customers and the visitors' owners, from a few fields of each touchpoint: the events
-    // themselves are read once, customer by customer, below (reading them whole twice was most
-    // of a replay's time).
-    const touchpoints = await sql.query<{ id: string; type: string; occurred_at: string; customer_id: string | null; anonymous_id: string | null }>(
-      `SELECT data->>'id' AS id, data->>'type' AS type, data->>'occurredAt' AS occurred_at, data->>'customerId' AS customer_id, data->>'anonymousId' AS anonymous_id
-       FROM lifecycle_events WHERE event_type = $1`,
-      [TOUCHPOINT_RECORDED],
-    );
-    for (const t of touchpoints) {
-      const at = Date.parse(t.occurred_at);
-      watermark = Math.max(watermark, at);
-      earliest = Math.min(earliest, at);
-      if (t.customer_id === null) continue;
-      if (!customers.has(t.customer_id)) customers.set(t.customer_id, null);
-      if (t.type !== 'registration' || t.anonymous_id === null) continue;
-      const current = links.get(t.anonymous_id);
-      if (linksEarlier({ at, id: t.id }, current && { at: current.linkAt, id: current.registrationId })) {
-        links.set(t.anonymous_id, { anonymousId: t.anonymous_id, customerId: t.customer_id, linkAt: at, registrationId: t.id });
+    // One scan of the touchpoints, page by page: T, the customers and the visitors' owners, and
+    // the read models of touchpoints. The customers' events are read once more, customer by
+    // customer, below; only a page is held at a time.
+    let touchpoints = 0;
+    for await (const page of store.readAllOfType(TOUCHPOINT_RECORDED, REPLAY_PAGE)) {
+      const recorded = page.map((event) => event.data as Touchpoint);
+      touchpoints += recorded.length;
+      for (const t of recorded) {
+        const at = Date.parse(t.occurredAt);
+        watermark = Math.max(watermark, at);
+        earliest = Math.min(earliest, at);
+        if (t.customerId === undefined) continue;
+        if (!customers.has(t.customerId)) customers.set(t.customerId, null);
+        if (!isLinkingRegistration(t)) continue;
+        const current = links.get(t.anonymousId);
+        if (linksEarlier({ at, id: t.id }, current && { at: current.linkAt, id: current.registrationId })) {
+          links.set(t.anonymousId, { anonymousId: t.anonymousId, customerId: t.customerId, linkAt: at, registrationId: t.id });
+        }
       }
+      for (const readModel of READ_MODELS) await readModel.write(sql, { touchpoints: recorded, customers: [] }, config);
     }
     await saveVisitorLinks(sql, [...links.values()]);
-    for (const readModel of READ_MODELS) await readModel.rebuild?.(sql);
+    for (const readModel of READ_MODELS) await readModel.replayed?.(sql);
     let stageChanges = 0;
     const all = [...customers.keys()];
     for (let i = 0; i < all.length; i += REPLAY_CHUNK) {
@@ -463,7 +467,7 @@ export async function replay(
       stageChanges += (await reproject(sql, store, [...states.values()], [], watermark, config, new Map(), (id) => customers.get(id) ?? null)).stageChanges.length;
       onProgress?.(i + chunk.length, all.length);
     }
-    if (touchpoints.length > 0) await finish(sql, null, config, watermark, [undefined], earliest);
-    return { customers: customers.size, touchpoints: touchpoints.length, stageChanges };
+    if (touchpoints > 0) await finish(sql, null, config, watermark, [undefined], earliest);
+    return { customers: customers.size, touchpoints, stageChanges };
   });
 }

@@ -42,8 +42,8 @@ async function recordedImpressions(sql: SqlExecutor): Promise<ImpressionRecord[]
 /**
  * `ad_impressions`: every recorded `ad_impression`, of a customer or of a visitor never linked,
  * as channel economics count them (SPEC §4): its channel, instant and cost. Written for the
- * touchpoints each transaction accepts (each is accepted once); `replay` refills it from the
- * event streams.
+ * touchpoints each transaction accepts (each is accepted once), and by `replay` for every
+ * recorded one.
  */
 export const adImpressionsReadModel: ReadModel = {
   tables: ['ad_impressions'],
@@ -54,8 +54,7 @@ export const adImpressionsReadModel: ReadModel = {
       COLUMNS,
       changes.touchpoints.filter(isImpression).map((t) => record(t.properties.channel, t.occurredAt, t.properties.cost)),
     ),
-  async rebuild(sql) {
-    await copyRows(sql, 'ad_impressions', COLUMNS, await recordedImpressions(sql));
+  async replayed(sql) {
     await sql.query(`INSERT INTO projection_state (key, value) VALUES ($1, 'true') ON CONFLICT (key) DO NOTHING`, [IMPRESSIONS_COMPLETE]);
   },
 };

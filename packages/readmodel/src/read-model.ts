@@ -16,7 +16,10 @@ export interface CustomerChange {
 
 /** What one transaction of the projection changed, for the read models to follow. */
 export interface ProjectedChanges {
-  /** The touchpoints it accepted (visitors' impressions included; none in a replay). */
+  /**
+   * The touchpoints it accepted (visitors' impressions included). A `replay` passes every recorded
+   * touchpoint first, page by page and with no customer, then the customers with none.
+   */
   readonly touchpoints: readonly Touchpoint[];
   /** The customers it re-folded whose row or stage history changed. */
   readonly customers: readonly CustomerChange[];
@@ -31,6 +34,6 @@ export interface ProjectedChanges {
 export interface ReadModel {
   readonly tables: readonly string[];
   write(sql: SqlExecutor, changes: ProjectedChanges, config: LifecycleConfig): Promise<void>;
-  /** For a read model of touchpoints rather than customers: refills its emptied tables from the event streams in a `replay`. */
-  rebuild?(sql: SqlExecutor): Promise<void>;
+  /** Called by `replay` once it has passed every recorded touchpoint to `write`. */
+  replayed?(sql: SqlExecutor): Promise<void>;
 }

@@ -17,6 +17,12 @@ export interface SqlDatabase extends SqlExecutor {
   readonly description: string;
   /** The one-writer lock of an embedded store's directory. */
   readonly lock?: DirectoryLock;
+  /**
+   * The embedded store's stand-in for autovacuum's ANALYZE, which PGlite does not run: gathers
+   * the planner's statistics again when a table grew by a tenth since they were gathered.
+   * PostgreSQL has autovacuum, and no such method.
+   */
+  refreshStatistics?(): Promise<void>;
 }
 
 /** A schema change, applied once, in `id` order, recorded in `schema_migrations`. */
