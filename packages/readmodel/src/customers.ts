@@ -184,17 +184,40 @@ export async function readCustomerRows(sql: SqlExecutor, pageSize = 1000): Promi
   return rows.sort(byCodeUnits);
 }
 
+interface HistoryPage {
+  last: string | null;
+  rows: number;
+  kept: number;
+  ids: string | null;
+  histories: string | null;
+}
+
 /**
  * Every customer's history, sorted by customerId; null while a row written before histories were
  * kept is left (its history is only in its stream).
+ *
+ * A page is one row of two text values (the ids as a JSON list, the histories a line each; JSON
+ * text holds no line break): the embedded store decodes each value of each row in JavaScript.
  */
-export async function readCustomerHistories(sql: SqlExecutor, pageSize = 1000): Promise<{ customerId: string; history: CustomerHistory }[] | null> {
+export async function readCustomerHistories(sql: SqlExecutor, pageSize = 5000): Promise<{ customerId: string; history: CustomerHistory }[] | null> {
   const histories: { customerId: string; history: CustomerHistory }[] = [];
-  for await (const records of customerRecords<{ customer_id: string; history: string | null }>(sql, 'customer_id, history', pageSize)) {
-    for (const r of records) {
-      if (r.history === null) return null;
-      histories.push({ customerId: r.customer_id, history: JSON.parse(r.history) as CustomerHistory });
-    }
+  let after: string | null = null;
+  for (;;) {
+    const [page]: HistoryPage[] = await sql.query<HistoryPage>(
+      `SELECT max(customer_id) AS last, count(*)::int AS rows, count(history)::int AS kept,
+              '[' || string_agg(to_json(customer_id)::text, ',' ORDER BY customer_id) || ']' AS ids,
+              string_agg(history, E'\\n' ORDER BY customer_id) AS histories
+       FROM (SELECT customer_id, history FROM customers ${after === null ? '' : 'WHERE customer_id > $2'} ORDER BY customer_id LIMIT $1) page`,
+      after === null ? [pageSize] : [pageSize, after],
+    );
+    if (page === undefined || page.rows === 0) break;
+    if (page.kept < page.rows) return null;
+    const ids = JSON.parse(page.ids!) as string[];
+    const texts = page.histories!.split('\n');
+    for (let i = 0; i < ids.length; i += 1) histories.push({ customerId: ids[i]!, history: JSON.parse(texts[i]!) as CustomerHistory });
+    if (page.rows < pageSize) break;
+    after = page.last;
+    await turn();
   }
   return histories.sort(byCodeUnits);
 }
