@@ -10,14 +10,28 @@ export const visitorStream = (anonymousId: string) => `visitor-${anonymousId}`;
 export const streamOf = (touchpoint: Touchpoint): string =>
   touchpoint.customerId !== undefined ? customerStream(touchpoint.customerId) : visitorStream(touchpoint.anonymousId!);
 
+const HEX_DIGITS = '0123456789abcdef';
+const DASH = 0x2d;
+const UUID_TEXT = Buffer.alloc(36);
+
 /**
  * A name-based UUID (the layout of RFC 9562 version 5) so that appending the same thing again
  * produces the same event id, which lets a store recognise a retried append.
+ *
+ * Written into a buffer and read as one flat string: built from slices of the hash's hex, an id
+ * was a tree of ~10 strings, ~400 bytes of heap instead of ~65, for every event of a batch.
  */
 export function deterministicUuid(name: string): string {
-  const h = hash('sha1', name, 'hex');
-  const variant = ((parseInt(h.slice(16, 17), 16) & 0x3) | 0x8).toString(16);
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  const digest = hash('sha1', name, 'buffer');
+  digest[6] = (digest[6]! & 0x0f) | 0x50;
+  digest[8] = (digest[8]! & 0x3f) | 0x80;
+  let at = 0;
+  for (let i = 0; i < 16; i += 1) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) UUID_TEXT[at++] = DASH;
+    UUID_TEXT[at++] = HEX_DIGITS.charCodeAt(digest[i]! >> 4);
+    UUID_TEXT[at++] = HEX_DIGITS.charCodeAt(digest[i]! & 0x0f);
+  }
+  return UUID_TEXT.toString('latin1');
 }
 
 export const touchpointEvent = (touchpoint: Touchpoint): NewEvent => ({
