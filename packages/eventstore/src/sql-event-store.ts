@@ -104,7 +104,8 @@ async function readAggregated(sql: SqlExecutor, rows: string, order: string, par
     `SELECT max(position) AS last, string_agg(json_build_array(stream_id, revision, event_id, event_type, data)::text, E'\\n' ${order}) AS events FROM ${rows}`,
     params,
   );
-  if (row?.events === null || row?.events === undefined) return { last: 0, events: [] };
+  // No row matched: string_agg of nothing is null.
+  if (!row?.events) return { last: 0, events: [] };
   const events = row.events.split('\n').map((line) => {
     const [streamId, revision, id, type, data] = JSON.parse(line) as [string, number, string, string, unknown];
     return { streamId, revision, id, type, data };
