@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { parseLifecycleConfig, type ChannelRow, type ChurnRow, type CohortRow, type CustomerRow, type LifecycleConfig, type ReferralRow } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
-import { exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportReferrals, exportStages, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
+import { exportChannels, exportChurnRate, exportChurns, exportCohorts, exportCohortsByChannel, exportProjection, exportReferrals, exportStages, ingestLines, openLifecycleStore, recordedTouchpoints, replay, type DeadLetter, type IngestSummary } from '@lifecycle/projection';
+import { readCohortRowsAsOf } from '@lifecycle/readmodel';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { oracleExport } from '../oracle/batch-oracle.js';
 import { oracleRollingChurnRate } from '../oracle/churn-rate.js';
@@ -12,6 +13,8 @@ import { FAULTS, EDGES, Rng, asObj, conflictingVersion, jsonText, oracleNoisyLin
 // and fold; nothing shared with packages/contracts, domain, projection or readmodel) get the same
 // raw lines; the exports and every line's fate (accepted, duplicate, or the dead-letter reason)
 // must be the same.
+
+const DAY = 86_400_000;
 
 interface Run {
   summary: IngestSummary;
@@ -165,6 +168,13 @@ describe('export equals an independent recomputation from the raw noisy lines (S
         expect(ndjson((await exportStages(db, config, at)).rows)).toEqual(ndjson(atAsOf.stages));
         expect(ndjson((await exportReferrals(db, config, at)).rows)).toEqual(ndjson(atAsOf.referrals));
       }
+      // The cohort table as of instants inside a day, at its edges and after the latest touchpoint, from its days.
+      for (const asOf of ['2024-03-15T12:00:00Z', '2024-04-30T23:59:59.999-04:00', '2024-06-01T00:00:00+02:00', '2024-07-20T06:30:00.250Z', '2025-01-01T00:00:00Z']) {
+        const expectedRows = ndjson(oracleExport(oracle.accepted, config, asOf).cohorts);
+        const days = await readCohortRowsAsOf(db, Date.parse(asOf), config);
+        expect({ asOf, rows: days && ndjson(days) }).toEqual({ asOf, rows: expectedRows });
+        expect({ asOf, rows: ndjson((await exportCohorts(db, config, Date.parse(asOf))).rows) }).toEqual({ asOf, rows: expectedRows });
+      }
       // The rolling churn rate at earlier instants and after the latest touchpoint (churns that come due later).
       for (const asOf of ['2024-03-15T12:00:00Z', '2024-06-01T00:00:00+02:00', '2025-01-01T00:00:00Z']) {
         for (const windowDays of [7, 30, 90]) {
@@ -211,15 +221,21 @@ describe('export equals an independent recomputation from the raw noisy lines (S
       await ingestRuns(db, [lines], config, 50);
       const before = await exportProjection(db, config);
       const channelsBefore = await exportChannels(db, config);
+      const asOf = Date.parse('2024-04-10T08:00:00Z');
+      const cohortsBefore = await readCohortRowsAsOf(db, asOf, config);
       await replay(db, config);
       expect(await exportProjection(db, config)).toEqual(before);
       expect(await exportChannels(db, config)).toEqual(channelsBefore);
+      expect(await readCohortRowsAsOf(db, asOf, config)).toEqual(cohortsBefore);
+      expect(cohortsBefore!.length).toBeGreaterThan(0);
     });
   });
 });
 
 describe('arrival order, redelivery, id conflicts and splitting: the export and every line as the oracle says (SPEC §6.1)', () => {
   const touchpoints = [...generateTouchpoints({ customers: 12, seed: 5, months: 6 })];
+  const instants = touchpoints.map((t) => Date.parse(t.occurredAt));
+  const [first, last] = [Math.min(...instants), Math.max(...instants)];
   const base: Uint8Array[] = touchpoints.map((t) => Buffer.from(JSON.stringify(t)));
   const config = parseLifecycleConfig({ churn: { inactivityDays: 30 } });
 
@@ -233,7 +249,8 @@ describe('arrival order, redelivery, id conflicts and splitting: the export and 
         fc.array(fc.record({ fault: fc.nat(FAULTS.length - 1), index: fc.nat(base.length - 1), at: fc.nat() }), { maxLength: 4 }),
         fc.array(fc.nat(), { maxLength: 3 }),
         fc.integer({ min: 1, max: 40 }),
-        async (shuffled, conflicts, redelivered, faults, cuts, batchSize) => {
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        async (shuffled, conflicts, redelivered, faults, cuts, batchSize, instant) => {
           const delivered: Uint8Array[] = shuffled.map((i) => base[i]!);
           // Redeliveries at the end, as after a consumer restart; conflicting versions (maybe retried
           // at once) and invalid lines anywhere.
@@ -253,6 +270,11 @@ describe('arrival order, redelivery, id conflicts and splitting: the export and 
             expectSameFates(runs, await ingestRuns(db, runs, config, batchSize), oracle);
             const result = await exportProjection(db, config);
             expect(ndjson(result.customers) + '\n' + ndjson(result.cohorts)).toEqual(ndjson(expected.customers) + '\n' + ndjson(expected.cohorts));
+            // As of an instant anywhere from the first touchpoint to 90 days after the last: the
+            // days kept through every run's retractions (late touchpoints, moved deadlines).
+            const asOf = new Date(Math.round(first + instant * (last + 90 * DAY - first))).toISOString();
+            const days = await readCohortRowsAsOf(db, Date.parse(asOf), config);
+            expect({ asOf, rows: days && ndjson(days) }).toEqual({ asOf, rows: ndjson(oracleExport(oracle.accepted, config, asOf).cohorts) });
           });
         },
       ),

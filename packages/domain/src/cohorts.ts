@@ -24,33 +24,54 @@ export interface CohortCell {
 
 const cellKey = (cohortPeriod: number, offset: number) => `${cohortPeriod}:${offset}`;
 
+/** A cell with nothing added to it. */
+export const emptyCell = (cohortPeriod: number, offset: number): CohortCell => ({
+  cohortPeriod,
+  offset,
+  customers: 0,
+  converted: 0,
+  active: 0,
+  churned: 0,
+  reactivated: 0,
+  revenue: {},
+  payments: {},
+});
+
+/** Adds `cell`'s counts and amounts (times `sign`) to `into`'s. */
+export function addToCell(into: CohortCell, cell: CohortCell, sign = 1): void {
+  into.customers += sign * cell.customers;
+  into.converted += sign * cell.converted;
+  into.active += sign * cell.active;
+  into.churned += sign * cell.churned;
+  into.reactivated += sign * cell.reactivated;
+  for (const [currency, amount] of Object.entries(cell.revenue)) into.revenue[currency] = (into.revenue[currency] ?? 0) + sign * amount;
+  for (const [currency, count] of Object.entries(cell.payments)) into.payments[currency] = (into.payments[currency] ?? 0) + sign * count;
+}
+
+/** A cell that adds nothing: every count and amount 0. */
+export const isEmptyCell = (cell: CohortCell): boolean =>
+  cell.customers === 0 &&
+  cell.converted === 0 &&
+  cell.active === 0 &&
+  cell.churned === 0 &&
+  cell.reactivated === 0 &&
+  Object.values(cell.revenue).every((amount) => amount === 0) &&
+  Object.values(cell.payments).every((count) => count === 0);
+
 /** Sums contributions into cells; `sign` -1 takes a contribution back out. */
 export class CohortCells {
   readonly cells = new Map<string, CohortCell>();
 
-  private cell(cohortPeriod: number, offset: number): CohortCell {
+  /** The cell of cohort `cohortPeriod` in its period `offset` (added empty if it was not there). */
+  cell(cohortPeriod: number, offset: number): CohortCell {
     const key = cellKey(cohortPeriod, offset);
     let cell = this.cells.get(key);
-    if (cell === undefined) {
-      cell = { cohortPeriod, offset, customers: 0, converted: 0, active: 0, churned: 0, reactivated: 0, revenue: {}, payments: {} };
-      this.cells.set(key, cell);
-    }
+    if (cell === undefined) this.cells.set(key, (cell = emptyCell(cohortPeriod, offset)));
     return cell;
   }
 
   addCell(cell: CohortCell, sign = 1): void {
-    const into = this.cell(cell.cohortPeriod, cell.offset);
-    into.customers += sign * cell.customers;
-    into.converted += sign * cell.converted;
-    into.active += sign * cell.active;
-    into.churned += sign * cell.churned;
-    into.reactivated += sign * cell.reactivated;
-    for (const [currency, amount] of Object.entries(cell.revenue)) {
-      into.revenue[currency] = (into.revenue[currency] ?? 0) + sign * amount;
-    }
-    for (const [currency, count] of Object.entries(cell.payments)) {
-      into.payments[currency] = (into.payments[currency] ?? 0) + sign * count;
-    }
+    addToCell(this.cell(cell.cohortPeriod, cell.offset), cell, sign);
   }
 
   /** Adds one customer's contribution (SPEC §4 columns, each customer once per period). */

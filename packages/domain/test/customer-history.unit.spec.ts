@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { parseLifecycleConfig, type Touchpoint } from '@lifecycle/contracts';
-import { CustomerFold, PeriodCalendar, cohortFactsAsOf, compareCanonical, foldCustomer, rowAsOf, timed, type CustomerInput } from '@lifecycle/domain';
+import { CohortCells, CustomerFold, PeriodCalendar, cohortFactsAsOf, cohortSteps, compareCanonical, foldCustomer, rowAsOf, timed, type CohortCell, type CustomerInput } from '@lifecycle/domain';
 
 // A customer's history, taken at the latest instant it knows, must give at every earlier (and
 // later) instant exactly what folding its touchpoints up to that instant gives: this is what
@@ -83,6 +83,46 @@ describe('a customer history as of any instant (SPEC §3–§5, §7 as-of)', () 
         }
       }),
       { seed: 20261130, numRuns: 400 },
+    );
+  });
+});
+
+/** The cells that are not empty, without currencies that have neither a payment nor an amount, in key order. */
+function nonEmpty(cells: CohortCells): CohortCell[] {
+  const kept: CohortCell[] = [];
+  for (const cell of cells.cells.values()) {
+    const currencies = Object.keys({ ...cell.revenue, ...cell.payments }).filter((c) => (cell.revenue[c] ?? 0) !== 0 || (cell.payments[c] ?? 0) !== 0);
+    const pick = (amounts: Record<string, number>) => Object.fromEntries(currencies.sort().map((c) => [c, amounts[c] ?? 0]));
+    const counts = [cell.customers, cell.converted, cell.active, cell.churned, cell.reactivated];
+    if (currencies.length === 0 && counts.every((n) => n === 0)) continue;
+    kept.push({ ...cell, revenue: pick(cell.revenue), payments: pick(cell.payments) });
+  }
+  return kept.sort((a, b) => a.cohortPeriod - b.cohortPeriod || a.offset - b.offset);
+}
+
+describe("a customer's cohort steps (what an as-of cohort table sums by day)", () => {
+  test('add up, at every instant, to the cells of its cohort facts as of that instant', () => {
+    fc.assert(
+      fc.property(settings, fc.array(ownTouchpoint, { minLength: 1, maxLength: 14 }), (raw, own) => {
+        const config = parseLifecycleConfig(raw);
+        const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
+        const touchpoints = own.map((o, i) => timed(touchpoint(o, i)));
+        const latest = Math.max(...own.map((o) => o.at));
+        const { history } = foldCustomer({ customerId: 'c', touchpoints }, latest, config, { timeline: false });
+        const steps = cohortSteps(history, calendar);
+        expect(steps.map((s) => s.at)).toEqual(steps.map((s) => s.at).sort((a, b) => a - b));
+        const deadlines = [...history.churns.map(([at]) => at), ...(history.pending ? [history.pending[0]] : [])];
+        const instants = [...own.map((o) => o.at), ...deadlines].flatMap((at) => [at - 1, at, at + 1]);
+        for (const asOf of [...instants, latest + 400 * DAY]) {
+          const summed = new CohortCells();
+          for (const step of steps) if (step.at <= asOf) summed.addCell(step.cell);
+          const whole = new CohortCells();
+          const facts = cohortFactsAsOf(history, asOf, calendar);
+          if (facts !== null) whole.addCustomer(facts);
+          expect({ asOf, cells: nonEmpty(summed) }).toEqual({ asOf, cells: nonEmpty(whole) });
+        }
+      }),
+      { seed: 20261202, numRuns: 600 },
     );
   });
 });

@@ -1,9 +1,10 @@
 import { isDeepStrictEqual } from 'node:util';
-import { TOUCHPOINT_RECORDED, type ChannelCohortRow, type ChannelRow, type ChurnRow, type LifecycleConfig, type ReferralRow, type StageRow, type Touchpoint } from '@lifecycle/contracts';
+import { TOUCHPOINT_RECORDED, type ChannelCohortRow, type ChannelRow, type ChurnRow, type CohortRow, type LifecycleConfig, type ReferralRow, type StageRow, type Touchpoint } from '@lifecycle/contracts';
 import {
   channelEconomics,
   churnRows,
   cohortFactsOfHistories,
+  cohortRows,
   cohortRowsByChannel,
   groupByCustomer,
   historiesOf,
@@ -15,7 +16,7 @@ import {
   type Projection,
 } from '@lifecycle/domain';
 import { eventStoreMigrations, sqlEventStore } from '@lifecycle/eventstore';
-import { loadProjectionState, readCohortRows, readCustomerHistories, readCustomerRows, readImpressions, readModelMigrations, type ProjectionState } from '@lifecycle/readmodel';
+import { loadProjectionState, readCohortRows, readCohortRowsAsOf, readCustomerHistories, readCustomerRows, readImpressions, readModelMigrations, type ProjectionState } from '@lifecycle/readmodel';
 import { migrate, openPglite, openPostgres, type SqlDatabase } from '@lifecycle/sql';
 
 /** Where the streams and read models live: an embedded directory, or a PostgreSQL URL. */
@@ -88,6 +89,22 @@ async function exportFromHistories<Row>(
 export interface Export<Row> {
   asOf: number;
   rows: Row[];
+}
+
+/**
+ * The cohort table (SPEC §7) as of `asOf` (default: the latest event time recorded): with the
+ * projection's own settings from its cells (at its own instant) or from their days (at any
+ * other: a few thousand rows, not every customer), else as `exportProjection` computes it.
+ */
+export async function exportCohorts(db: SqlDatabase, config: LifecycleConfig, asOf?: number): Promise<Export<CohortRow>> {
+  const state = await loadProjectionState(db);
+  if (state.watermark === null) return { asOf: asOf ?? Number.NaN, rows: [] };
+  const at = asOf ?? state.watermark;
+  if (isDeepStrictEqual(state.config, config)) {
+    const rows = at === state.watermark ? await readCohortRows(db, at, config) : await readCohortRowsAsOf(db, at, config);
+    if (rows !== null) return { asOf: at, rows };
+  }
+  return { asOf: at, rows: cohortRows(cohortFactsOfHistories(await historiesAt(db, config, state, at), at, config), at, config) };
 }
 
 /** The cohort table of each acquisition channel (SPEC §7 `--by channel`). */

@@ -1,5 +1,5 @@
 import { DEFAULT_CONFIG, type CohortRow, type CustomerRow, type Touchpoint } from '@lifecycle/contracts';
-import { advanceWatermark, exportProjection, openLifecycleStore, projectBatch, readCustomerStream, replay } from '@lifecycle/projection';
+import { advanceWatermark, exportCohorts, exportProjection, openLifecycleStore, projectBatch, readCustomerStream, replay } from '@lifecycle/projection';
 import { sqlEventStore } from '@lifecycle/eventstore';
 import type { SqlDatabase } from '@lifecycle/sql';
 
@@ -178,6 +178,43 @@ describe('projector on the embedded store', () => {
       cohorts: [cohorts[0], cohorts[1], cohorts[2]],
     };
     expect(await exportProjection(db, DEFAULT_CONFIG, later.asOf)).toEqual(later);
+  });
+
+  test('as of any other instant, the cohort table is read from its days, not from the customers', async () => {
+    await db.transaction((tx) => projectBatch(tx, history, DEFAULT_CONFIG));
+    const instants = ['2024-01-15T00:00:00Z', '2024-02-05T00:00:00Z', '2024-02-10T12:00:00Z', '2024-03-15T00:00:00Z', '2025-01-01T00:00:00Z'].map(Date.parse);
+    const fromHistories = [];
+    for (const at of instants) fromHistories.push((await exportProjection(db, DEFAULT_CONFIG, at)).cohorts);
+    expect(fromHistories[1]).toEqual([cell(0, '2024-01', { active: 2, revenue: { USD: 1500 } }), cell(1, '2024-02')]);
+    // Neither the customers nor the streams are read: with both gone the answers are the same.
+    await db.exec("DELETE FROM customers; DELETE FROM lifecycle_events WHERE event_type = 'TouchpointRecorded'");
+    for (const [i, at] of instants.entries()) expect({ at, rows: (await exportCohorts(db, DEFAULT_CONFIG, at)).rows }).toEqual({ at, rows: fromHistories[i] });
+  });
+
+  test("a day changed by many transactions keeps a bounded number of pieces, merged without losing a step", async () => {
+    // 40 transactions, one purchase each on 2024-01-10, then a late one that moves every customer's churn deadline.
+    const at = (i: number) => new Date(Date.parse('2024-01-10T00:00:00Z') + i * 60_000).toISOString();
+    const purchase = (i: number, id: string, occurredAt: string): Touchpoint => ({ id, type: 'purchase', occurredAt, customerId: `m${i % 20}`, properties: { orderId: id, amount: money(100 + i) } });
+    for (let i = 0; i < 40; i += 1) await db.transaction((tx) => projectBatch(tx, [purchase(i, `q${i}`, at(i))], DEFAULT_CONFIG));
+    await db.transaction((tx) => projectBatch(tx, [purchase(40, 'q40', '2024-01-09T00:00:00Z')], DEFAULT_CONFIG));
+    const [pieces] = await db.query<{ most: number }>('SELECT max(n)::integer AS most FROM (SELECT count(*) AS n FROM cohort_cell_days GROUP BY cohort_period, period_offset, part, day) d');
+    expect(pieces!.most).toBeLessThan(16);
+    for (const asOf of ['2024-01-10T00:10:30Z', '2024-01-31T00:00:00Z', '2024-03-11T00:05:00Z', '2024-06-01T00:00:00Z'].map(Date.parse)) {
+      const fromHistories = (await exportProjection(db, DEFAULT_CONFIG, asOf)).cohorts;
+      expect({ asOf, rows: (await exportCohorts(db, DEFAULT_CONFIG, asOf)).rows }).toEqual({ asOf, rows: fromHistories });
+    }
+  });
+
+  test('a store whose cohort days are not all kept (projected by an older version) answers from histories until its replay', async () => {
+    await db.transaction((tx) => projectBatch(tx, history, DEFAULT_CONFIG));
+    const asOf = Date.parse('2024-02-05T00:00:00Z');
+    const expected = (await exportCohorts(db, DEFAULT_CONFIG, asOf)).rows;
+    await db.query("DELETE FROM projection_state WHERE key = 'cohort_cell_days_complete'");
+    await db.query('DELETE FROM cohort_cell_days');
+    expect((await exportCohorts(db, DEFAULT_CONFIG, asOf)).rows).toEqual(expected);
+    await replay(db, DEFAULT_CONFIG);
+    await db.query('DELETE FROM customers');
+    expect((await exportCohorts(db, DEFAULT_CONFIG, asOf)).rows).toEqual(expected);
   });
 
   test('a customer row without a history (written by an older version) makes the as-of export fold the streams', async () => {

@@ -13,6 +13,7 @@ export {
   type StoredCustomer,
 } from './customers.js';
 export { readCohortRows } from './cohort-cells.js';
+export { readCohortRowsAsOf } from './cohort-cell-days.js';
 export { readImpressions } from './ad-impressions.js';
 export { savePeriods } from './analyst-views.js';
 export { churnRatesAtWatermark, rollingChurnRate, type StageHistoryChange } from './stage-changes.js';

@@ -1,5 +1,6 @@
 import type { Migration } from '@lifecycle/sql';
 import { adImpressionsReadModel, IMPRESSIONS_COMPLETE } from './ad-impressions.js';
+import { COHORT_CELL_DAYS_COMPLETE, cohortCellDaysReadModel } from './cohort-cell-days.js';
 import { cohortCellsReadModel } from './cohort-cells.js';
 import { customersReadModel } from './customers.js';
 import type { ReadModel } from './read-model.js';
@@ -345,10 +346,33 @@ ${ANALYST_COHORT_VIEWS}`,
       ALTER TABLE customer_nudges DROP CONSTRAINT customer_nudges_pkey;
       CREATE INDEX customer_nudges_owner ON customer_nudges (owner_partition);`,
   },
+  {
+    // The cohort table as of any instant without reading every customer (cohort-cell-days.ts).
+    // A store that already has customers gets their steps at its next replay.
+    id: '0113_cohort_cell_days',
+    sql: `
+      CREATE TABLE cohort_cell_days (
+        cohort_period integer NOT NULL,
+        period_offset integer NOT NULL,
+        part integer NOT NULL,
+        day integer NOT NULL,         -- UTC days since 1970-01-01 of the steps' instants
+        customers integer NOT NULL,   -- the piece's steps summed
+        converted integer NOT NULL,
+        active integer NOT NULL,
+        churned integer NOT NULL,
+        reactivated integer NOT NULL,
+        revenue json NOT NULL,
+        payments json NOT NULL,
+        steps json NOT NULL           -- [[at, customers, converted, active, churned, reactivated, revenue, payments], ...] by at
+      );
+      -- A day may have several pieces (a transaction adds one without reading the others).
+      CREATE INDEX cohort_cell_days_key ON cohort_cell_days (cohort_period, period_offset, part, day);
+      INSERT INTO projection_state (key, value) SELECT '${COHORT_CELL_DAYS_COMPLETE}', 'true' WHERE NOT EXISTS (SELECT 1 FROM customers);`,
+  },
 ];
 
 /** The read models the projection keeps, each written in every projector transaction, in this order. */
-export const READ_MODELS: readonly ReadModel[] = [customersReadModel, stageChangesReadModel, cohortCellsReadModel, adImpressionsReadModel];
+export const READ_MODELS: readonly ReadModel[] = [customersReadModel, stageChangesReadModel, cohortCellsReadModel, cohortCellDaysReadModel, adImpressionsReadModel];
 
 /** Tables rebuilt by `replay` (the event streams stay): the read models' and the projection's bookkeeping. */
 export const READ_MODEL_TABLES: readonly string[] = [...READ_MODELS.flatMap((m) => m.tables), 'lifecycle_periods', 'customer_nudges', 'visitor_links', 'visitor_link_requests', 'projection_state'];

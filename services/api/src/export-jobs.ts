@@ -1,5 +1,5 @@
 import type { CustomerRow, LifecycleConfig } from '@lifecycle/contracts';
-import { exportChannels, exportChurnRate, exportChurns, exportCohortsByChannel, exportProjection, exportReferrals, exportStages } from '@lifecycle/projection';
+import { exportChannels, exportChurnRate, exportChurns, exportCohorts, exportCohortsByChannel, exportProjection, exportReferrals, exportStages } from '@lifecycle/projection';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { compareCodePoints } from './customer-pages.js';
 import { csvLayout, currenciesOfColumns } from './csv.js';
@@ -12,7 +12,7 @@ const CHANNEL_COHORT_COLUMNS = ['cohort', 'channel', ...COHORT_COLUMNS.slice(1)]
 const CHANNEL_COLUMNS = ['channel', 'period', 'impressions', 'cost', 'acquired', 'revenue', 'cpm', 'cpa'];
 
 const TABLES = {
-  cohorts: { columns: COHORT_COLUMNS, rows: async (db: SqlDatabase, config: LifecycleConfig, asOf?: number) => (await exportProjection(db, config, asOf)).cohorts },
+  cohorts: { columns: COHORT_COLUMNS, rows: async (db: SqlDatabase, config: LifecycleConfig, asOf?: number) => (await exportCohorts(db, config, asOf)).rows },
   'cohorts-by-channel': { columns: CHANNEL_COHORT_COLUMNS, rows: async (db: SqlDatabase, config: LifecycleConfig, asOf?: number) => (await exportCohortsByChannel(db, config, asOf)).rows },
   channels: { columns: CHANNEL_COLUMNS, rows: async (db: SqlDatabase, config: LifecycleConfig, asOf?: number) => (await exportChannels(db, config, asOf)).rows },
   churns: { columns: ['period', 'reason', 'churns'], rows: async (db: SqlDatabase, config: LifecycleConfig, asOf?: number) => (await exportChurns(db, config, asOf)).rows },

@@ -1,5 +1,5 @@
 import type { LifecycleConfig } from '@lifecycle/contracts';
-import { exportChannels, exportChurns, exportCohortsByChannel, exportProjection, exportReferrals, exportStages, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
+import { exportChannels, exportChurns, exportCohorts, exportCohortsByChannel, exportProjection, exportReferrals, exportStages, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
 import type { SqlDatabase } from '@lifecycle/sql';
 import { writeLines } from '../lines.js';
 
@@ -11,8 +11,8 @@ const rowsOf = async (db: SqlDatabase, kind: ExportKind, byChannel: boolean, con
   if (kind === 'churns') return (await exportChurns(db, config, asOf)).rows;
   if (kind === 'stages') return (await exportStages(db, config, asOf)).rows;
   if (kind === 'referrals') return (await exportReferrals(db, config, asOf)).rows;
-  if (kind === 'cohorts' && byChannel) return (await exportCohortsByChannel(db, config, asOf)).rows;
-  return (await exportProjection(db, config, asOf))[kind];
+  if (kind === 'cohorts') return (byChannel ? await exportCohortsByChannel(db, config, asOf) : await exportCohorts(db, config, asOf)).rows;
+  return (await exportProjection(db, config, asOf)).customers;
 };
 
 /** SPEC §7 exports as NDJSON on stdout. */
