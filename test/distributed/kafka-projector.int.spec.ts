@@ -11,7 +11,7 @@ import { lifecycle } from '../support/cli.js';
 import { crashLine, deadLetterEntries, expectedDeadLetters, exitWithin, killProjectors, noiseFaultReason, projector, readMessages, readTopic, waitFor } from '../support/distributed.js';
 
 interface Money { amountMinor: number; currency: string }
-interface Line { id: string; type: string; customerId?: string; properties: { amount?: Money } }
+interface Line { id: string; type: string; occurredAt: string; customerId?: string; properties: { amount?: Money } }
 
 const CRASH_CHUNK = 3;
 
@@ -46,6 +46,11 @@ describe('distributed mode: real Kafka broker, two projector processes, PostgreS
     await lifecycle(['ingest', file, '--data-dir', join(dir, 'embedded')]);
     const expectedCustomers = (await lifecycle(['export', 'customers', '--data-dir', join(dir, 'embedded')])).stdout;
     const expectedCohorts = (await lifecycle(['export', 'cohorts', '--data-dir', join(dir, 'embedded')])).stdout;
+    // An instant inside the data, inside a day: the cohort table as of it comes from the days the
+    // instances kept in their partitions' parts.
+    const instants = [...firstCopies.values()].map((t) => Date.parse(t.occurredAt));
+    const asOf = new Date(Math.round((Math.min(...instants) + Math.max(...instants)) / 2) + 12_345).toISOString();
+    const expectedEarlierCohorts = (await lifecycle(['export', 'cohorts', '--as-of', asOf, '--data-dir', join(dir, 'embedded')])).stdout;
 
     const topic = `touchpoints-${randomBytes(4).toString('hex')}`;
     const database = await createTestDatabase();
@@ -78,6 +83,8 @@ describe('distributed mode: real Kafka broker, two projector processes, PostgreS
       const cohorts = (await lifecycle(['export', 'cohorts', '--database', database.url])).stdout;
       expect(customers).toBe(expectedCustomers);
       expect(cohorts).toBe(expectedCohorts);
+      expect((await lifecycle(['export', 'cohorts', '--as-of', asOf, '--database', database.url])).stdout).toBe(expectedEarlierCohorts);
+      expect(expectedEarlierCohorts).not.toBe(expectedCohorts);
       // The first copy stayed: the customer's revenue is that of its first copies.
       const revenue: Record<string, number> = {};
       for (const t of firstCopies.values()) {

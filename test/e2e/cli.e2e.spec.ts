@@ -119,6 +119,7 @@ describe('the lifecycle command, end to end', () => {
     const earlier = (await lifecycle(['export', 'customers', '--data-dir', dataDir, '--as-of', asOf])).stdout;
     expect(earlier).toBe(ndjson(oracleExport(valid, parseLifecycleConfig({}), asOf).customers));
     expect((await lifecycle(['export', 'channels', '--data-dir', dataDir, '--as-of', asOf])).stdout).toBe(ndjson(oracleExport(valid, parseLifecycleConfig({}), asOf).channels));
+    expect((await lifecycle(['export', 'cohorts', '--data-dir', dataDir, '--as-of', asOf])).stdout).toBe(ndjson(oracleExport(valid, parseLifecycleConfig({}), asOf).cohorts));
   });
 
   test('bad settings, options and files fail with exit code 2 and a message naming them', async () => {

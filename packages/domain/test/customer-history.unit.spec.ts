@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { parseLifecycleConfig, type Touchpoint } from '@lifecycle/contracts';
-import { CohortCells, CustomerFold, PeriodCalendar, cohortFactsAsOf, cohortSteps, compareCanonical, foldCustomer, rowAsOf, timed, type CohortCell, type CustomerInput } from '@lifecycle/domain';
+import { CohortCells, CustomerFold, PeriodCalendar, cohortFactsAsOf, cohortSteps, compareCanonical, firstStepChange, foldCustomer, rowAsOf, timed, type CohortCell, type CustomerInput } from '@lifecycle/domain';
 
 // A customer's history, taken at the latest instant it knows, must give at every earlier (and
 // later) instant exactly what folding its touchpoints up to that instant gives: this is what
@@ -123,6 +123,29 @@ describe("a customer's cohort steps (what an as-of cohort table sums by day)", (
         }
       }),
       { seed: 20261202, numRuns: 600 },
+    );
+  });
+
+  test('from an instant on are the whole steps from it, and two histories of a customer step alike before their first change', () => {
+    fc.assert(
+      fc.property(settings, fc.array(fc.tuple(ownTouchpoint, fc.boolean()), { minLength: 1, maxLength: 14 }), instant, (raw, own, from) => {
+        const config = parseLifecycleConfig(raw);
+        const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
+        const all = own.map(([o], i) => timed(touchpoint(o, i)));
+        const latest = Math.max(...own.map(([o]) => o.at));
+        const history = foldCustomer({ customerId: 'c', touchpoints: all }, latest, config, { timeline: false }).history;
+        const steps = cohortSteps(history, calendar);
+        expect(cohortSteps(history, calendar, from)).toEqual(steps.filter((s) => s.at >= from));
+        // The same customer known earlier: some of its touchpoints, read at the latest of them (late ones come after).
+        const known = all.filter((_, i) => own[i]![1]);
+        if (known.length === 0) return;
+        const earlier = foldCustomer({ customerId: 'c', touchpoints: known }, Math.max(...known.map((t) => t.at)), config, { timeline: false }).history;
+        const change = firstStepChange(earlier, history);
+        expect(firstStepChange(history, earlier)).toBe(change);
+        expect(cohortSteps(earlier, calendar).filter((s) => s.at < change)).toEqual(steps.filter((s) => s.at < change));
+        if (change === Number.POSITIVE_INFINITY) expect(cohortSteps(earlier, calendar)).toEqual(steps);
+      }),
+      { seed: 20261203, numRuns: 600 },
     );
   });
 });

@@ -1,7 +1,6 @@
 import type { CohortRow, LifecycleConfig, Revenue } from '@lifecycle/contracts';
-import { isDeepStrictEqual } from 'node:util';
-import { addToCell, CohortCells, cohortRowsFromCells, cohortSteps, emptyCell, isEmptyCell, PeriodCalendar, type CohortCell, type CohortStep } from '@lifecycle/domain';
-import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
+import { addToCell, CohortCells, cohortRowsFromCells, cohortSteps, emptyCell, firstStepChange, isEmptyCell, PeriodCalendar, type CohortCell, type CohortStep } from '@lifecycle/domain';
+import { copyRows, type SqlExecutor } from '@lifecycle/sql';
 import type { ProjectedChanges, ReadModel } from './read-model.js';
 
 /** Set (in projection_state) once the table holds the steps of every customer. */
@@ -28,20 +27,7 @@ const MERGE_AT = 16;
 
 const rowKey = (cohortPeriod: number, offset: number, part: number, day: number) => `${cohortPeriod}:${offset}:${part}:${day}`;
 
-const COLUMNS = {
-  cohort_period: 'integer',
-  period_offset: 'integer',
-  part: 'integer',
-  day: 'integer',
-  customers: 'integer',
-  converted: 'integer',
-  active: 'integer',
-  churned: 'integer',
-  reactivated: 'integer',
-  revenue: 'json',
-  payments: 'json',
-  steps: 'json',
-};
+const COLUMNS = ['cohort_period', 'period_offset', 'part', 'day', 'customers', 'converted', 'active', 'churned', 'reactivated', 'revenue', 'payments', 'steps'];
 const KEYS = 'json_to_recordset($1::json) AS k(cohort_period integer, period_offset integer, part integer, day integer)';
 const OF_KEYS = `(cohort_period, period_offset, part, day) IN (SELECT * FROM ${KEYS})`;
 
@@ -65,17 +51,6 @@ export const cohortCellDaysReadModel: ReadModel = {
   },
 };
 
-const sameCell = (a: CohortCell, b: CohortCell) =>
-  a.cohortPeriod === b.cohortPeriod &&
-  a.offset === b.offset &&
-  a.customers === b.customers &&
-  a.converted === b.converted &&
-  a.active === b.active &&
-  a.churned === b.churned &&
-  a.reactivated === b.reactivated &&
-  isDeepStrictEqual(a.revenue, b.revenue) &&
-  isDeepStrictEqual(a.payments, b.payments);
-
 /** The re-folded customers' new steps minus their old ones, by day; what cancels out is left out. */
 function stepChanges(changes: ProjectedChanges, config: LifecycleConfig): Map<string, DayRow> {
   const calendar = PeriodCalendar.of(config.cohort.granularity, config.cohort.timeZone);
@@ -91,14 +66,12 @@ function stepChanges(changes: ProjectedChanges, config: LifecycleConfig): Map<st
   };
   for (const { before, after, rowChanged } of changes.customers) {
     if (!rowChanged) continue;
-    const old = before?.history ? cohortSteps(before.history, calendar) : [];
-    const next = after.history ? cohortSteps(after.history, calendar) : [];
-    // A history mostly grows at its end: the steps before its first change are the same.
-    let same = 0;
-    while (same < old.length && same < next.length && old[same]!.at === next[same]!.at && sameCell(old[same]!.cell, next[same]!.cell)) same += 1;
+    // A history mostly grows at its end: only the steps from its first change on differ.
+    const from = before?.history && after.history ? firstStepChange(before.history, after.history) : Number.NEGATIVE_INFINITY;
+    if (from === Number.POSITIVE_INFINITY) continue;
     const part = after.ownerPartition ?? 0;
-    for (let i = same; i < old.length; i += 1) add(old[i]!, part, -1);
-    for (let i = same; i < next.length; i += 1) add(next[i]!, part, 1);
+    if (before?.history) for (const step of cohortSteps(before.history, calendar, from)) add(step, part, -1);
+    if (after.history) for (const step of cohortSteps(after.history, calendar, from)) add(step, part, 1);
   }
   for (const [key, row] of rows) {
     for (const [at, step] of row.steps) if (isEmptyCell(step)) row.steps.delete(at);
@@ -155,7 +128,7 @@ async function addPieces(sql: SqlExecutor, changes: Map<string, DayRow>): Promis
     const { customers, converted, active, churned, reactivated, revenue, payments } = total;
     records.push({ ...keyOf(row), customers, converted, active, churned, reactivated, revenue, payments, steps: steps.map(([at, step]) => toStored(at, step)) });
   }
-  await bulkInsert(sql, 'cohort_cell_days', COLUMNS, records);
+  await copyRows(sql, 'cohort_cell_days', COLUMNS, records);
 }
 
 /**
