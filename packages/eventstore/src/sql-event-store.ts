@@ -42,6 +42,14 @@ export const eventStoreMigrations: readonly Migration[] = [
       DROP INDEX lifecycle_events_type;
       ALTER TABLE event_mirror_checkpoints ADD COLUMN tx_id xid8;`,
   },
+  {
+    // The store writes an event's data and reads it back whole, never into it: kept as written
+    // (json) instead of converted to jsonb on the way in and back to text on the way out. The
+    // json operators (->, ->>) still work in analysts' SQL. Measured on 600 000 touchpoints:
+    // README "Benchmarks".
+    id: '0004_event_data_json',
+    sql: 'ALTER TABLE lifecycle_events ALTER COLUMN data TYPE json USING data::json;',
+  },
 ];
 
 interface EventRow {
