@@ -22,7 +22,7 @@ interface DayRow {
   readonly steps: Map<number, CohortCell>;
 }
 
-/** Pieces of one day of a cell and part, at most: a write that would add the last one merges them all into one instead. */
+/** A day of a cell and part has fewer pieces than this: the write that would add this many merges them all into one. */
 const MERGE_AT = 16;
 
 const rowKey = (cohortPeriod: number, offset: number, part: number, day: number) => `${cohortPeriod}:${offset}:${part}:${day}`;

@@ -104,6 +104,8 @@ interface StoreCounts {
   customers: number;
   events: number;
   touchpointEvents: number;
+  /** Rows of cohort_cell_days, which an as-of cohort export reads instead of the customers. */
+  cohortDayPieces: number;
 }
 
 /** What the store holds once the commands are done (they have released its lock). */
@@ -114,7 +116,8 @@ async function storeCounts(dataDir: string): Promise<StoreCounts> {
     const [row] = await db.query<{ events: number | string; touchpoints: number | string }>(
       "SELECT count(*) AS events, count(*) FILTER (WHERE event_type = 'TouchpointRecorded') AS touchpoints FROM lifecycle_events",
     );
-    return { customers: Object.values(byStage).reduce((a, b) => a + b, 0), events: Number(row?.events ?? 0), touchpointEvents: Number(row?.touchpoints ?? 0) };
+    const [days] = await db.query<{ pieces: number }>('SELECT count(*)::integer AS pieces FROM cohort_cell_days');
+    return { customers: Object.values(byStage).reduce((a, b) => a + b, 0), events: Number(row?.events ?? 0), touchpointEvents: Number(row?.touchpoints ?? 0), cohortDayPieces: days?.pieces ?? 0 };
   } finally {
     await db.close();
   }
@@ -239,7 +242,10 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
       shown: `${exported.seconds.toFixed(2)} s`,
       goal: '< 1 s',
       met: exported.seconds < 1,
-      notes: [`--as-of ${asOf} (30 days before the latest occurredAt): ${runNote(exported)}, ${cohortRows.lines} cohort rows`],
+      notes: [
+        `--as-of ${asOf} (30 days before the latest occurredAt): ${runNote(exported)}, ${cohortRows.lines} cohort rows`,
+        `read from ${thousands(counts.cohortDayPieces)} pieces of cohort_cell_days, not from the customers: the time does not grow with their number`,
+      ],
     },
   ];
   const context: BenchRow[] = pure.map((p) => ({
