@@ -62,8 +62,7 @@ export const isEmptyCell = (cell: CohortCell): boolean =>
 export class CohortCells {
   readonly cells = new Map<string, CohortCell>();
 
-  /** The cell of cohort `cohortPeriod` in its period `offset` (added empty if it was not there). */
-  cell(cohortPeriod: number, offset: number): CohortCell {
+  private cell(cohortPeriod: number, offset: number): CohortCell {
     const key = cellKey(cohortPeriod, offset);
     let cell = this.cells.get(key);
     if (cell === undefined) this.cells.set(key, (cell = emptyCell(cohortPeriod, offset)));
