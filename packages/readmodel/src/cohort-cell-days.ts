@@ -1,6 +1,6 @@
 import type { CohortRow, LifecycleConfig, Revenue } from '@lifecycle/contracts';
 import { addToCell, CohortCells, cohortRowsFromCells, cohortSteps, emptyCell, firstStepChange, isEmptyCell, PeriodCalendar, type CohortCell, type CohortStep } from '@lifecycle/domain';
-import { copyRows, type SqlExecutor } from '@lifecycle/sql';
+import { copyRows, jsonLines, type SqlExecutor } from '@lifecycle/sql';
 import type { ProjectedChanges, ReadModel } from './read-model.js';
 
 /** Set (in projection_state) once the table holds the steps of every customer. */
@@ -73,10 +73,8 @@ function stepChanges(changes: ProjectedChanges, config: LifecycleConfig): Map<st
     if (before?.history) for (const step of cohortSteps(before.history, calendar, from)) add(step, part, -1);
     if (after.history) for (const step of cohortSteps(after.history, calendar, from)) add(step, part, 1);
   }
-  for (const [key, row] of rows) {
-    for (const [at, step] of row.steps) if (isEmptyCell(step)) row.steps.delete(at);
-    if (row.steps.size === 0) rows.delete(key);
-  }
+  // Empty steps are left out when the pieces are written.
+  for (const [key, row] of rows) if ([...row.steps.values()].every(isEmptyCell)) rows.delete(key);
   return rows;
 }
 
@@ -138,7 +136,7 @@ async function addPieces(sql: SqlExecutor, changes: Map<string, DayRow>): Promis
  */
 export async function readCohortRowsAsOf(sql: SqlExecutor, asOf: number, config: LifecycleConfig): Promise<CohortRow[] | null> {
   const day = Math.floor(asOf / DAY_MS);
-  // Two text values, decoded here: the embedded store decodes each value of each row in JavaScript.
+  // Two text values (`jsonLines`), not rows.
   const [row] = await sql.query<{ complete: boolean; whole: string | null; partial: string | null }>(
     `SELECT EXISTS (SELECT 1 FROM projection_state WHERE key = $2) AS complete,
        (SELECT string_agg(json_build_array(cohort_period, period_offset, customers, converted, active, churned, reactivated, revenue, payments)::text, E'\\n')
@@ -148,12 +146,8 @@ export async function readCohortRowsAsOf(sql: SqlExecutor, asOf: number, config:
   );
   if (!row?.complete) return null;
   const cells = new CohortCells();
-  for (const line of row.whole?.split('\n') ?? []) {
-    const [cohortPeriod, offset, ...counts] = JSON.parse(line) as [number, number, ...StoredCounts];
-    cells.addCell(fromStored(cohortPeriod, offset, counts));
-  }
-  for (const line of row.partial?.split('\n') ?? []) {
-    const [cohortPeriod, offset, steps] = JSON.parse(line) as [number, number, StoredStep[]];
+  for (const [cohortPeriod, offset, ...counts] of jsonLines<[number, number, ...StoredCounts]>(row.whole)) cells.addCell(fromStored(cohortPeriod, offset, counts));
+  for (const [cohortPeriod, offset, steps] of jsonLines<[number, number, StoredStep[]]>(row.partial)) {
     for (const [at, ...counts] of steps) if (at <= asOf) cells.addCell(fromStored(cohortPeriod, offset, counts));
   }
   return cohortRowsFromCells(cells.cells.values(), asOf, config);

@@ -1,6 +1,6 @@
 import type { CustomerRow, Stage, ChurnReason } from '@lifecycle/contracts';
 import type { CohortFacts, CustomerHistory } from '@lifecycle/domain';
-import { bulkInsert, type SqlExecutor } from '@lifecycle/sql';
+import { bulkInsert, jsonLines, type SqlExecutor } from '@lifecycle/sql';
 import { turn } from './event-loop.js';
 import type { ReadModel } from './read-model.js';
 
@@ -196,8 +196,8 @@ interface HistoryPage {
  * Every customer's history, sorted by customerId; null while a row written before histories were
  * kept is left (its history is only in its stream).
  *
- * A page is one row of two text values (the ids as a JSON list, the histories a line each; JSON
- * text holds no line break): the embedded store decodes each value of each row in JavaScript.
+ * A page is one row of two text values (the ids as a JSON list, the histories a line each:
+ * `jsonLines`).
  */
 export async function readCustomerHistories(sql: SqlExecutor, pageSize = 5000): Promise<{ customerId: string; history: CustomerHistory }[] | null> {
   const histories: { customerId: string; history: CustomerHistory }[] = [];
@@ -213,8 +213,8 @@ export async function readCustomerHistories(sql: SqlExecutor, pageSize = 5000): 
     if (page === undefined || page.rows === 0) break;
     if (page.kept < page.rows) return null;
     const ids = JSON.parse(page.ids!) as string[];
-    const texts = page.histories!.split('\n');
-    for (let i = 0; i < ids.length; i += 1) histories.push({ customerId: ids[i]!, history: JSON.parse(texts[i]!) as CustomerHistory });
+    const pageHistories = jsonLines<CustomerHistory>(page.histories);
+    for (let i = 0; i < ids.length; i += 1) histories.push({ customerId: ids[i]!, history: pageHistories[i]! });
     if (page.rows < pageSize) break;
     after = page.last;
     await turn();

@@ -47,3 +47,14 @@ export async function copyRows(sql: SqlExecutor, table: string, columns: readonl
     await sql.copyIn(table, columns, text);
   }
 }
+
+/**
+ * The values of a text aggregated from rows, one JSON value a line
+ * (`string_agg(json_build_array(…)::text, E'\n')`; null when no row matched). Reads that return
+ * many rows ask for one such value instead: the embedded store decodes each value of each row in
+ * JavaScript, and that, not the read, was half the time of reading events (117 000 events: 1.3 s
+ * as rows, 0.6–0.7 s as one value). JSON text holds no line break (JSON escapes it).
+ */
+export function jsonLines<T>(text: string | null | undefined): T[] {
+  return text ? text.split('\n').map((line) => JSON.parse(line) as T) : [];
+}

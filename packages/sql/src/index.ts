@@ -2,4 +2,4 @@ export { migrate, type Migration, type SqlDatabase, type SqlExecutor } from './d
 export { openPglite } from './pglite.js';
 export { DirectoryInUseError, LOCK_FILE, SUPERVISOR_PID_ENV, lockDirectory, type DirectoryLock, type LockHolder } from './directory-lock.js';
 export { createScratchDatabase, openPostgres, type ScratchDatabase } from './postgres.js';
-export { bulkInsert, copyRows, type ColumnTypes } from './bulk.js';
+export { bulkInsert, copyRows, jsonLines, type ColumnTypes } from './bulk.js';
