@@ -5,11 +5,12 @@ import { ConcurrencyError } from '@lifecycle/eventstore';
 import { advanceWatermark, conflictRejection, crashBeforeCommit, isolatePoison, KeyedState, projectBatch, storeRejection, type BatchOutcome, type Ownership } from '@lifecycle/projection';
 import { assertClaims, FencedError, loadConsumerOffsets, saveConsumerOffsets, takePartitions, type PartitionClaim } from '@lifecycle/readmodel';
 import type { SqlDatabase, SqlExecutor } from '@lifecycle/sql';
-import { byteBounded, createProducer, deadLetterMessage, keyPartitioner, parseMessage, visitorKey, type Topics } from '@lifecycle/kafka';
-import { RepartitionStage } from './repartition-stage.js';
+import { byteBounded, createKafka, createProducer, deadLetterMessage, keyPartitioner, parseMessage, visitorKey, type Topics } from '@lifecycle/kafka';
+import { RepartitionThread } from './repartition-thread.js';
 
 export interface ProjectorServiceOptions {
-  kafka: Kafka;
+  /** Each thread of the instance makes its own client of these brokers (a client cannot cross threads). */
+  kafka: { brokers: string[]; clientId: string };
   topics: Topics;
   db: SqlDatabase;
   config: LifecycleConfig;
@@ -54,8 +55,9 @@ const isConflict = (error: unknown) =>
 /**
  * The distributed projector: two consumer groups in one process.
  *
- * 1. *Repartition* (`RepartitionStage`): the input topic, whatever its keys, re-published keyed
- *    by customer to the internal `…by-customer` topic, exactly once.
+ * 1. *Repartition* (`RepartitionStage`, on a thread of its own: `RepartitionThread`): the input
+ *    topic, whatever its keys, re-published keyed by customer to the internal `…by-customer`
+ *    topic, exactly once.
  * 2. *Project*: reads `…by-customer` and projects each chunk in one PostgreSQL transaction with
  *    its offsets; on assignment it claims its partitions (a new epoch each, which fences their
  *    previous owner) and seeks to the stored offsets, and it skips anything below them (Kafka's
@@ -65,7 +67,11 @@ const isConflict = (error: unknown) =>
 export class ProjectorService {
   private readonly groupId: string;
   private readonly repartitionGroupId: string;
-  private readonly repartition: RepartitionStage;
+  private readonly kafka: Kafka;
+  private repartition: RepartitionThread | undefined;
+  /** Rejects when the repartition stage's thread fails: the instance must then stop. */
+  readonly failed: Promise<never>;
+  private fail: (error: unknown) => void = () => undefined;
   private readonly projectConsumer: Consumer;
   /** Dead letters of the project stage: never the repartition stage's transactional producer, which one send at a time may use. */
   private readonly deadLetters: Producer;
@@ -110,17 +116,9 @@ export class ProjectorService {
   constructor(private readonly options: ProjectorServiceOptions) {
     this.groupId = options.groupId ?? `lifecycle-projector.${options.topics.input}`;
     this.repartitionGroupId = `${this.groupId}.repartition`;
-    const { kafka } = options;
-    this.repartition = new RepartitionStage({
-      kafka,
-      topics: options.topics,
-      groupId: this.repartitionGroupId,
-      instanceId: options.instanceId,
-      logger: options.logger,
-      commitIntervalMs: options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS,
-      onInput: () => (this.lastInputAt = Date.now()),
-      ...(options.onRejected ? { onRejected: options.onRejected } : {}),
-    });
+    this.failed = new Promise<never>((_, reject) => (this.fail = reject));
+    this.failed.catch(() => undefined);
+    const kafka = (this.kafka = createKafka({ ...options.kafka, logger: options.logger }));
     this.deadLetters = createProducer(kafka);
     // Heartbeats every second: a member learns of a rebalance (an instance joining) that soon.
     this.projectConsumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, sessionTimeout: 30_000, heartbeatInterval: 1_000 });
@@ -128,7 +126,7 @@ export class ProjectorService {
 
   async start(): Promise<void> {
     const { topics } = this.options;
-    const admin = this.options.kafka.admin();
+    const admin = this.kafka.admin();
     await admin.connect();
     try {
       const { topics: [metadata] } = await admin.fetchTopicMetadata({ topics: [topics.byCustomer] });
@@ -154,6 +152,17 @@ export class ProjectorService {
     });
     // At once: joining one group must not wait for the other's join (a rebalance of the first,
     // when another instance starts, would hold this instance out of the second meanwhile).
+    this.repartition = new RepartitionThread({
+      ...this.options.kafka,
+      topics,
+      groupId: this.repartitionGroupId,
+      instanceId: this.options.instanceId,
+      logger: this.options.logger,
+      commitIntervalMs: this.options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS,
+      onInput: () => (this.lastInputAt = Date.now()),
+      ...(this.options.onRejected ? { onRejected: this.options.onRejected } : {}),
+    });
+    this.repartition.failed.catch((error: unknown) => this.fail(error));
     await Promise.all([this.repartition.start(), this.projectConsumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.project(payload) })]);
     const idleMs = this.options.wallClockAfterIdleMs;
     if (idleMs !== undefined) this.idleTimer = setInterval(() => void this.advanceIfIdle(idleMs), Math.min(idleMs, 5_000));
@@ -165,7 +174,7 @@ export class ProjectorService {
     clearInterval(this.idleTimer);
     clearInterval(this.settleTimer);
     this.projectConsumer.pause([{ topic: this.options.topics.byCustomer }]);
-    await Promise.allSettled([this.repartition.stop(), this.commitPending()]);
+    await Promise.allSettled([this.repartition?.stop(), this.commitPending()]);
     await this.projectConsumer.disconnect().catch(() => undefined);
     // A batch in flight when fetching stopped: committed if the partitions are still this
     // instance's, fenced (and fetched again by their next owner) if not.
@@ -522,8 +531,8 @@ export class ProjectorService {
    * a commit marker no consumer sees: that one is not counted.
    */
   async consumerLag(): Promise<PartitionLag[]> {
-    const { kafka, topics, db } = this.options;
-    const admin = kafka.admin();
+    const { topics, db } = this.options;
+    const admin = this.kafka.admin();
     await admin.connect();
     try {
       const [committed] = await admin.fetchOffsets({ groupId: this.repartitionGroupId, topics: [topics.input] });

@@ -4,6 +4,7 @@ import { createKafka, ensureLifecycleTopics, topicsFor } from '@lifecycle/kafka'
 import { LifecycleMetrics, createRegistry, startOpsServer, untilSignal } from '@lifecycle/observability';
 import { assertStoreConfig, openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
 import { assertNoEmbeddedWriters, churnRatesAtWatermark, countCustomersByStage, handoffsPending, loadProjectionState } from '@lifecycle/readmodel';
+import type { SqlDatabase } from '@lifecycle/sql';
 import type { Logger } from 'pino';
 import { ProjectorService } from './projector-service.js';
 
@@ -34,9 +35,9 @@ const IDLE_POLL_MS = 1_000;
 export async function runProjector(options: ProjectorOptions, logger: Logger): Promise<void> {
   const instanceId = options.instanceId ?? hostname();
   const log = logger.child({ instanceId });
-  const kafka = createKafka({ brokers: options.brokers, clientId: `lifecycle-projector-${instanceId}`, logger: log });
+  const connection = { brokers: options.brokers, clientId: `lifecycle-projector-${instanceId}` };
   const topics = topicsFor(options.topic);
-  await ensureLifecycleTopics(kafka, topics, options.partitions);
+  await ensureLifecycleTopics(createKafka({ ...connection, logger: log }), topics, options.partitions);
   const db = await openLifecycleStore(options.location);
   try {
     await assertStoreConfig(db, options.config);
@@ -56,7 +57,7 @@ export async function runProjector(options: ProjectorOptions, logger: Logger): P
     },
   });
   const service = new ProjectorService({
-    kafka,
+    kafka: connection,
     topics,
     db,
     config: options.config,
@@ -76,31 +77,39 @@ export async function runProjector(options: ProjectorOptions, logger: Logger): P
     consumerLag: () => service.consumerLag(),
   });
   log.info({ brokers: options.brokers, topics, store: db.description, metrics: ops.address }, 'projector starting');
-  await service.start();
-  let idle = false;
-  if (options.untilIdle) {
-    // Idle twice in a row, a poll apart: the other instances' last chunks are committed too.
-    let streak = 0;
-    const signal = untilSignal().then(() => undefined);
-    while (streak < 2) {
-      const stop = await Promise.race([signal.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), IDLE_POLL_MS))]);
-      if (stop) break;
-      // Once everything the group consumed is committed, what this instance owes its customers
-      // is known; and once no instance has left another one work (a nudge, a link request), the
-      // whole group is settled. A settle that fails (partitions moving in a rebalance) is not
-      // idle: the loop goes on.
-      const settled =
-        (await service.caughtUp()) &&
-        (await service.settle().then(() => true, (error: unknown) => (log.warn({ err: error }, 'settle failed'), false))) &&
-        !(await handoffsPending(db));
-      streak = settled ? streak + 1 : 0;
-    }
-    idle = streak >= 2;
-  } else {
-    await untilSignal();
+  try {
+    // A thread of the instance that fails (the repartition stage's) stops it: with an error, so
+    // that whatever runs it starts it again.
+    const idle = await Promise.race([service.start().then(() => untilDone(service, db, options.untilIdle, log)), service.failed]);
+    log.info({ idle }, 'projector stopping');
+  } finally {
+    await service.stop().catch((error: unknown) => log.warn({ err: error }, 'stopping the projector failed'));
+    await ops.close();
+    await db.close();
   }
-  log.info({ idle }, 'projector stopping');
-  await service.stop();
-  await ops.close();
-  await db.close();
+}
+
+/** Until SIGINT/SIGTERM, or with `untilIdle` until the group caught up (true then). */
+async function untilDone(service: ProjectorService, db: SqlDatabase, untilIdle: boolean, log: Logger): Promise<boolean> {
+  if (!untilIdle) {
+    await untilSignal();
+    return false;
+  }
+  // Idle twice in a row, a poll apart: the other instances' last chunks are committed too.
+  let streak = 0;
+  const signal = untilSignal().then(() => undefined);
+  while (streak < 2) {
+    const stop = await Promise.race([signal.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), IDLE_POLL_MS))]);
+    if (stop) break;
+    // Once everything the group consumed is committed, what this instance owes its customers
+    // is known; and once no instance has left another one work (a nudge, a link request), the
+    // whole group is settled. A settle that fails (partitions moving in a rebalance) is not
+    // idle: the loop goes on.
+    const settled =
+      (await service.caughtUp()) &&
+      (await service.settle().then(() => true, (error: unknown) => (log.warn({ err: error }, 'settle failed'), false))) &&
+      !(await handoffsPending(db));
+    streak = settled ? streak + 1 : 0;
+  }
+  return streak >= 2;
 }
