@@ -19,8 +19,7 @@ export type FromRepartition =
   | { kind: 'started' }
   | { kind: 'failed'; message: string }
   | { kind: 'input' }
-  | { kind: 'rejected'; rejection: Rejection }
-  | { kind: 'stopped' };
+  | { kind: 'rejected'; rejection: Rejection };
 
 // A thread runs JavaScript: tests, which run the TypeScript sources, start the build's worker.
 const WORKER = new URL(import.meta.url.endsWith('.ts') ? '../dist/repartition-worker.js' : './repartition-worker.js', import.meta.url);

@@ -34,10 +34,8 @@ port.on('message', (message: ToRepartition) => {
   void stage
     .stop()
     .catch((error: unknown) => logger.warn({ err: error }, 'repartition: stopping failed'))
-    .finally(() => {
-      post({ kind: 'stopped' });
-      port.close();
-    });
+    // With its port closed and its clients disconnected, the thread ends: the starter waits for that.
+    .finally(() => port.close());
 });
 
 stage.start().then(

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Rejection } from '@lifecycle/contracts';
-import { createKafka, createProducer, ensureLifecycleTopics, topicsFor } from '@lifecycle/kafka';
+import { createKafka, createProducer, ensureLifecycleTopics, topicsFor, type Topics } from '@lifecycle/kafka';
 import { pino } from 'pino';
-import { RepartitionThread } from '../src/repartition-thread.js';
+import { RepartitionThread, type RepartitionThreadOptions } from '../src/repartition-thread.js';
 import { ensureBroker } from '../../../test/support/kafka.js';
 import { readMessages, waitFor } from '../../../test/support/distributed.js';
 
@@ -11,6 +11,11 @@ import { readMessages, waitFor } from '../../../test/support/distributed.js';
 // that failed, and the stop.
 
 const log = pino({ level: 'silent' });
+
+/** A thread of the stage for a new input topic, its group the projector's. */
+function threadFor(topics: Topics, brokers: string[], callbacks: Pick<RepartitionThreadOptions, 'onInput' | 'onRejected'>): RepartitionThread {
+  return new RepartitionThread({ brokers, clientId: 'test-repartition-thread', topics, groupId: `${topics.input}.repartition`, instanceId: 'a', commitIntervalMs: 50, logger: log, ...callbacks });
+}
 
 describe('repartition stage on a thread of its own', () => {
   let brokers: string;
@@ -30,17 +35,7 @@ describe('repartition stage on a thread of its own', () => {
 
     let inputs = 0;
     const rejections: Rejection[] = [];
-    const thread = new RepartitionThread({
-      brokers: [brokers],
-      clientId: 'test-repartition-thread',
-      topics,
-      groupId: `${topics.input}.repartition`,
-      instanceId: 'a',
-      commitIntervalMs: 50,
-      logger: log,
-      onInput: () => (inputs += 1),
-      onRejected: (rejection) => rejections.push(rejection),
-    });
+    const thread = threadFor(topics, [brokers], { onInput: () => (inputs += 1), onRejected: (rejection) => rejections.push(rejection) });
     try {
       await thread.start();
       const published = await readMessages(brokers, topics.byCustomer, valid.length);
@@ -58,16 +53,7 @@ describe('repartition stage on a thread of its own', () => {
 
   test('a stage that cannot start rejects start() with the reason, reports the failure, and its thread ends', async () => {
     const topics = topicsFor(`thread-${randomBytes(4).toString('hex')}`);
-    const thread = new RepartitionThread({
-      brokers: ['127.0.0.1:1'],
-      clientId: 'test-repartition-thread',
-      topics,
-      groupId: `${topics.input}.repartition`,
-      instanceId: 'a',
-      commitIntervalMs: 50,
-      logger: log,
-      onInput: () => undefined,
-    });
+    const thread = threadFor(topics, ['127.0.0.1:1'], { onInput: () => undefined });
     await expect(thread.start()).rejects.toThrow(/the repartition stage could not start: .*(ECONNREFUSED|Connection)/);
     await expect(thread.failed).rejects.toThrow(/ended unexpectedly/);
     await thread.stop();
