@@ -89,17 +89,17 @@ export async function runProjector(options: ProjectorOptions, logger: Logger): P
   }
 }
 
-/** Until SIGINT/SIGTERM, or with `untilIdle` until the group caught up (true then). */
+/** Until SIGINT/SIGTERM (or the service failed), or with `untilIdle` until the group caught up (true then). */
 async function untilDone(service: ProjectorService, db: SqlDatabase, untilIdle: boolean, log: Logger): Promise<boolean> {
+  const stopped = Promise.race([untilSignal(), service.failed.catch(() => undefined)]);
   if (!untilIdle) {
-    await untilSignal();
+    await stopped;
     return false;
   }
   // Idle twice in a row, a poll apart: the other instances' last chunks are committed too.
   let streak = 0;
-  const signal = untilSignal().then(() => undefined);
   while (streak < 2) {
-    const stop = await Promise.race([signal.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), IDLE_POLL_MS))]);
+    const stop = await Promise.race([stopped.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), IDLE_POLL_MS))]);
     if (stop) break;
     // Once everything the group consumed is committed, what this instance owes its customers
     // is known; and once no instance has left another one work (a nudge, a link request), the
