@@ -43,8 +43,7 @@ export interface RepartitionThreadOptions extends Omit<RepartitionWorkerData, 'l
  * p99 284–326 ms on a thread of its own, against 453–683 ms sharing one.
  *
  * `failed` rejects if the thread ends other than by `stop()` (an error the stage could not
- * handle): the instance then stops, as it did when the stage shared its thread and such an error
- * ended the process.
+ * handle): the instance then stops with an error, for whatever runs it to start it again.
  */
 export class RepartitionThread {
   readonly failed: Promise<never>;
