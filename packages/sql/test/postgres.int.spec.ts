@@ -37,14 +37,16 @@ describe('PostgreSQL connections', () => {
 });
 
 describe('PostgreSQL session settings', () => {
-  test('JIT is off, in and out of transactions, unless the URL sets its own options', async () => {
+  test('JIT and parallel query are off, in and out of transactions, unless the URL sets its own options', async () => {
     const { url, drop } = await createTestDatabase();
     const db = await openPostgres(url);
     const custom = await openPostgres(`${url}?options=${encodeURIComponent('-c work_mem=8MB')}`);
     try {
       expect(await db.query('SHOW jit')).toEqual([{ jit: 'off' }]);
       expect(await db.transaction((tx) => tx.query('SHOW jit'))).toEqual([{ jit: 'off' }]);
+      expect(await db.transaction((tx) => tx.query('SHOW max_parallel_workers_per_gather'))).toEqual([{ max_parallel_workers_per_gather: '0' }]);
       expect(await custom.query('SHOW work_mem')).toEqual([{ work_mem: '8MB' }]);
+      expect(await custom.query('SHOW max_parallel_workers_per_gather')).not.toEqual([{ max_parallel_workers_per_gather: '0' }]);
     } finally {
       await custom.close();
       await db.close();
