@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import { pino } from 'pino';
-import { AccessConfigError, KeyRing, isLoopbackHost, newApiKey, parseKeyRequest, readApiKeyFile, resolveAccess, sha256Hex } from '@lifecycle/access';
-import { ExportSlots, assertDeclaredLength, boundedNdjson, compareCodePoints } from '@lifecycle/api';
+import { AccessConfigError, KeyRing, assertDeclaredLength, isLoopbackHost, newApiKey, parseKeyRequest, readApiKeyFile, resolveAccess, sha256Hex } from '@lifecycle/access';
+import { ExportSlots, boundedNdjson, compareCodePoints } from '@lifecycle/api';
 
 let dir: string;
 beforeAll(async () => {

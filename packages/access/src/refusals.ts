@@ -19,6 +19,15 @@ export class HttpRefusal extends Error {
   }
 }
 
+/** 413 for a request body over `maxBytes`. */
+export const bodyTooLarge = (maxBytes: number) =>
+  new HttpRefusal(413, 'payload_too_large', `a request body may have at most ${maxBytes} bytes; send the touchpoints in several requests`, 'too_large');
+
+/** 413 for a declared length over the limit, before a byte of the body is read. */
+export function assertDeclaredLength(contentLength: string | undefined, limits: { maxBytes: number }): void {
+  if (contentLength !== undefined && Number(contentLength) > limits.maxBytes) throw bodyTooLarge(limits.maxBytes);
+}
+
 /** Refused requests by route pattern (never the URL: it holds ids) and reason. */
 export class RefusalMetrics {
   readonly refusals: Counter<'route' | 'reason'>;

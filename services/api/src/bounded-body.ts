@@ -1,4 +1,4 @@
-import { HttpRefusal } from '@lifecycle/access';
+import { bodyTooLarge } from '@lifecycle/access';
 
 export interface BodyLimits {
   /** The whole body, in bytes: beyond it the request is refused (413). */
@@ -8,14 +8,6 @@ export interface BodyLimits {
 }
 
 const LF = 0x0a;
-
-/** 413 for a declared length over the limit, before a byte of the body is read. */
-export function assertDeclaredLength(contentLength: string | undefined, limits: BodyLimits): void {
-  if (contentLength !== undefined && Number(contentLength) > limits.maxBytes) throw tooLarge(limits);
-}
-
-const tooLarge = (limits: BodyLimits) =>
-  new HttpRefusal(413, 'payload_too_large', `a request body may have at most ${limits.maxBytes} bytes; send the touchpoints in several requests`, 'too_large');
 
 /**
  * An NDJSON body streamed with bounded memory (SPEC §9): the bytes pass through as they come,
@@ -28,7 +20,7 @@ export async function* boundedNdjson(chunks: AsyncIterable<Uint8Array>, limits: 
   let line = 0; // bytes of the current line so far
   for await (const chunk of chunks) {
     total += chunk.byteLength;
-    if (total > limits.maxBytes) throw tooLarge(limits);
+    if (total > limits.maxBytes) throw bodyTooLarge(limits.maxBytes);
     // The chunk goes whole, unless a line in it runs past the limit: then the part past the limit is left out.
     let kept = 0; // where the part of the chunk still to be passed on starts
     let start = 0;

@@ -3,4 +3,4 @@ export { toCsv } from './csv.js';
 export { compareCodePoints } from './customer-pages.js';
 export { ExportSlots, inProcessExports, type ExportRunner } from './export-runner.js';
 export { workerExports, type WorkerExportOptions } from './worker-exports.js';
-export { assertDeclaredLength, boundedNdjson, type BodyLimits } from './bounded-body.js';
+export { boundedNdjson, type BodyLimits } from './bounded-body.js';

@@ -3,7 +3,7 @@ import type { Producer } from 'kafkajs';
 import { isUtf8 } from 'node:buffer';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { HttpRefusal, OPEN_UNLIMITED, RefusalMetrics, asRefusal, boundedServerOptions, guardHttp, needs, sendRefusal, type Access, type RateLimit, type TlsFiles } from '@lifecycle/access';
+import { OPEN_UNLIMITED, RefusalMetrics, asRefusal, assertDeclaredLength, boundedServerOptions, guardHttp, needs, sendRefusal, type Access, type RateLimit, type TlsFiles } from '@lifecycle/access';
 import { ndjsonLines } from '@lifecycle/contracts';
 import { publishLines, type LineResult, type Topics } from '@lifecycle/kafka';
 
@@ -84,10 +84,9 @@ export async function buildIngestApi(options: IngestApiOptions): Promise<Fastify
   // against the service in another process: 13 times in 20). Answered here, Node reads and
   // drops the rest of the body (within the request timeout), and the client reads the 413. A
   // body without a length still meets fastify's refusal once it passes the limit.
-  app.addHook('preParsing', async (request, reply, payload) => {
-    const declared = Number(request.headers['content-length']);
-    if (!(declared > bodyLimit)) return payload;
-    return sendRefusal(request, reply, new HttpRefusal(413, 'payload_too_large', `the request body (${declared} bytes) is larger than the limit of ${bodyLimit} bytes`, 'too_large'));
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    assertDeclaredLength(request.headers['content-length'], { maxBytes: bodyLimit });
+    return payload;
   });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));

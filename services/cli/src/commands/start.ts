@@ -1,8 +1,8 @@
 import { createServer } from 'node:net';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { OPEN_UNLIMITED, RefusalMetrics, needs, type Access } from '@lifecycle/access';
-import { assertDeclaredLength, boundedNdjson, buildApi, workerExports, type BodyLimits } from '@lifecycle/api';
+import { OPEN_UNLIMITED, RefusalMetrics, assertDeclaredLength, needs, type Access } from '@lifecycle/access';
+import { boundedNdjson, buildApi, workerExports, type BodyLimits } from '@lifecycle/api';
 import { ndjsonLines, type LifecycleConfig } from '@lifecycle/contracts';
 import { generateTouchpoints } from '@lifecycle/generator';
 import { LifecycleMetrics, createRegistry, untilSignal } from '@lifecycle/observability';
