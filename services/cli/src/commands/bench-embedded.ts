@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DEFAULT_CONFIG, parseTouchpoint, type Touchpoint } from '@lifecycle/contracts';
 import { groupByCustomer, projectAsOf } from '@lifecycle/domain';
+import { sqlEventStore } from '@lifecycle/eventstore';
 import { openLifecycleStore } from '@lifecycle/projection';
 import { countCustomersByStage } from '@lifecycle/readmodel';
 import { generateFile, runCli, runFigures, type CliRun } from './bench-process.js';
@@ -123,6 +124,35 @@ async function storeCounts(dataDir: string): Promise<StoreCounts> {
   }
 }
 
+const STORE_WRITES_PER_TRANSACTION = 100_000;
+
+/**
+ * The embedded store's own share of an ingest, measured apart from everything else: the events
+ * the ingest recorded in `dataDir`, read back and written again with the projector's own COPY
+ * (`SqlEventStore.insert`) into an empty store at `into`, `STORE_WRITES_PER_TRANSACTION` a
+ * transaction. An ingest writes each of these rows once, and more besides (customers, stage
+ * changes, cohort days): this rate bounds it from above, whatever the JavaScript around it costs.
+ */
+async function storeWrites(dataDir: string, into: string): Promise<{ rows: number; seconds: number }> {
+  const [from, to] = [await openLifecycleStore({ dataDir }), await openLifecycleStore({ dataDir: into })];
+  let rows = 0;
+  let seconds = 0;
+  try {
+    const types = await from.query<{ event_type: string }>('SELECT DISTINCT event_type FROM lifecycle_events ORDER BY event_type');
+    for (const { event_type: type } of types) {
+      for await (const page of sqlEventStore(from).readAllOfType(type, STORE_WRITES_PER_TRANSACTION)) {
+        const started = performance.now();
+        await to.transaction((tx) => sqlEventStore(tx).insert(page));
+        seconds += (performance.now() - started) / 1000;
+        rows += page.length;
+      }
+    }
+  } finally {
+    await Promise.all([from.close(), to.close()]);
+  }
+  return { rows, seconds: round3(seconds) };
+}
+
 const perSecond = (items: number, run: Pick<CliRun, 'seconds'>) => Math.round(items / run.seconds);
 
 /** The heap cap of the bench's second ingest, for the figures of README "Known limits". */
@@ -176,6 +206,10 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
   progress(`embedded: export: ${exported.seconds.toFixed(1)} s`);
 
   const counts = await storeCounts(store);
+  progress('embedded: the store alone: writing the recorded events again');
+  const writes = await storeWrites(store, join(workDir, 'store-writes'));
+  const writeRate = perSecond(writes.rows, writes);
+  const eventsPerTouchpoint = counts.touchpointEvents > 0 ? counts.events / counts.touchpointEvents : 1;
   const ingestRate = perSecond(lines, ingest);
   const ratio = ingestRate / parse.perSecond;
   const replayRate = perSecond(counts.events, replay);
@@ -259,6 +293,19 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
     notes: [`${thousands(p.items)} ${p.stage === 'parse' ? 'lines' : 'distinct valid touchpoints'} in ${p.seconds.toFixed(2)} s`],
   }));
   context[context.length - 1]?.notes.push(`the three in one process of their own (no store): peak RSS ${mib(pureRun.peakRssKiB ?? 0)} MiB`);
+  context.push({
+    id: 'store_event_writes',
+    measure: 'the store alone: the recorded events written again',
+    value: writeRate,
+    unit: 'events/s',
+    shown: `${thousands(writeRate)}/s`,
+    goal: null,
+    met: null,
+    notes: [
+      `${thousands(writes.rows)} events with the projector's COPY into an empty embedded store, ${thousands(STORE_WRITES_PER_TRANSACTION)} a transaction: ${writes.seconds.toFixed(1)} s`,
+      `at ${eventsPerTouchpoint.toFixed(2)} events per touchpoint, an ingest that did nothing else would record at most ${thousands(Math.round(writeRate / eventsPerTouchpoint))} touchpoints/s`,
+    ],
+  });
   return {
     goals,
     context,
@@ -270,6 +317,7 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
       ingest: { ...runFigures(ingest), perSecond: ingestRate, ratioToParse: round3(ratio), summary },
       replay: { ...runFigures(replay), perSecond: replayRate, summary: JSON.parse(replay.stdout) as unknown },
       store: counts,
+      storeWrites: { ...writes, perSecond: writeRate },
       rssPerCustomerKiB: rssPerCustomer === null ? null : round3(rssPerCustomer),
       capped: { heapCapMb: CAPPED_HEAP_MB, empty: runFigures(cappedEmpty), ingest: { ...runFigures(capped), perSecond: perSecond(lines, capped) }, rssPerCustomerKiB: cappedRssPerCustomer === null ? null : round3(cappedRssPerCustomer) },
       export: { ...runFigures(exported), asOf, cohortRows: cohortRows.lines },
