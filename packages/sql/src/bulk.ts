@@ -13,18 +13,7 @@ const CHUNK = 20_000;
 // chunks of 3571; the same within noise on PGlite).
 const asRead = (type: string) => (type === 'jsonb' ? 'json' : type);
 
-// From this many records a statement, COPY costs less than json_to_recordset. Measured with the
-// customers' upsert: on PGlite, 20 000 rows took 0.7–0.8 s instead of 1.3–1.4 s (its
-// json_to_recordset alone took 0.4 s), and the same at ~1 000 rows; on PostgreSQL, ~10 000 rows a
-// statement took 27 % less, but ~1 000 rows (a Kafka projector's chunk) took 30 % more: COPY and
-// its temporary table cost a few milliseconds more a statement.
-const COPY_FROM = 5_000;
-
-/**
- * Inserts records (objects keyed by column), with `onConflict` as an INSERT's: with
- * `INSERT … SELECT FROM json_to_recordset`, or, from `COPY_FROM` records, with COPY (into a
- * temporary table shaped like `table` first when there is an `onConflict`, then one INSERT from it).
- */
+/** Inserts records (objects keyed by column) with `INSERT … SELECT FROM json_to_recordset`. */
 export async function bulkInsert(
   sql: SqlExecutor,
   table: string,
@@ -32,7 +21,6 @@ export async function bulkInsert(
   records: readonly object[],
   onConflict = '',
 ): Promise<void> {
-  if (records.length >= COPY_FROM) return copyInsert(sql, table, Object.keys(columns), records, onConflict);
   const names = Object.keys(columns);
   const definition = names.map((name) => `${name} ${asRead(columns[name]!)}`).join(', ');
   const selected = names.map((name) => (columns[name] === 'jsonb' ? `${name}::jsonb` : name)).join(', ');
@@ -58,15 +46,6 @@ export async function copyRows(sql: SqlExecutor, table: string, columns: readonl
     const text = records.slice(i, i + CHUNK).map((record) => `${columns.map((c) => copyField((record as Record<string, unknown>)[c])).join('\t')}\n`).join('');
     await sql.copyIn(table, columns, text);
   }
-}
-
-async function copyInsert(sql: SqlExecutor, table: string, columns: readonly string[], records: readonly object[], onConflict: string): Promise<void> {
-  if (onConflict === '') return copyRows(sql, table, columns, records);
-  // The session's own table, emptied after each use: a transaction may upsert several times.
-  const staged = `staged_${table}`;
-  await sql.exec(`CREATE TEMP TABLE IF NOT EXISTS ${staged} (LIKE ${table} INCLUDING DEFAULTS)`);
-  await copyRows(sql, staged, columns, records);
-  await sql.exec(`INSERT INTO ${table} (${columns.join(', ')}) SELECT ${columns.join(', ')} FROM ${staged} ${onConflict}; TRUNCATE ${staged}`);
 }
 
 /**
