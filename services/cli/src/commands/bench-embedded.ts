@@ -129,8 +129,8 @@ const STORE_WRITES_PER_TRANSACTION = 100_000;
 /**
  * The embedded store's own share of an ingest, measured apart from everything else: the events
  * the ingest recorded in `dataDir`, read back and written again with the projector's own COPY
- * (`SqlEventStore.insert`) into an empty store at `into`, `STORE_WRITES_PER_TRANSACTION` a
- * transaction. An ingest writes each of these rows once, and more besides (customers, stage
+ * (`SqlEventStore.insert`) into an empty store at `into`, type by type (the store's own read by
+ * type), `STORE_WRITES_PER_TRANSACTION` a transaction. An ingest writes each of these rows once, and more besides (customers, stage
  * changes, cohort days): this rate bounds it from above, whatever the JavaScript around it costs.
  */
 async function storeWrites(dataDir: string, into: string): Promise<{ rows: number; seconds: number }> {
@@ -208,7 +208,7 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
   const counts = await storeCounts(store);
   progress('embedded: the store alone: writing the recorded events again');
   const writes = await storeWrites(store, join(workDir, 'store-writes'));
-  const writeRate = perSecond(writes.rows, writes);
+  const writeRate = writes.rows > 0 ? perSecond(writes.rows, writes) : null;
   const eventsPerTouchpoint = counts.touchpointEvents > 0 ? counts.events / counts.touchpointEvents : 1;
   const ingestRate = perSecond(lines, ingest);
   const ratio = ingestRate / parse.perSecond;
@@ -298,12 +298,14 @@ export async function runEmbedded(options: EmbeddedOptions): Promise<PartResult>
     measure: 'the store alone: the recorded events written again',
     value: writeRate,
     unit: 'events/s',
-    shown: `${thousands(writeRate)}/s`,
+    shown: writeRate === null ? 'no events' : `${thousands(writeRate)}/s`,
     goal: null,
     met: null,
     notes: [
       `${thousands(writes.rows)} events with the projector's COPY into an empty embedded store, ${thousands(STORE_WRITES_PER_TRANSACTION)} a transaction: ${writes.seconds.toFixed(1)} s`,
-      `at ${eventsPerTouchpoint.toFixed(2)} events per touchpoint, an ingest that did nothing else would record at most ${thousands(Math.round(writeRate / eventsPerTouchpoint))} touchpoints/s`,
+      ...(writeRate === null
+        ? []
+        : [`at ${eventsPerTouchpoint.toFixed(2)} events per touchpoint, an ingest that did nothing else would record at most ${thousands(Math.round(writeRate / eventsPerTouchpoint))} touchpoints/s`]),
     ],
   });
   return {
