@@ -130,25 +130,31 @@ const STORE_WRITES_PER_TRANSACTION = 100_000;
  * The embedded store's own share of an ingest, measured apart from everything else: the events
  * the ingest recorded in `dataDir`, read back and written again with the projector's own COPY
  * (`SqlEventStore.insert`) into an empty store at `into`, type by type (the store's own read by
- * type), `STORE_WRITES_PER_TRANSACTION` a transaction. An ingest writes each of these rows once, and more besides (customers, stage
- * changes, cohort days): this rate bounds it from above, whatever the JavaScript around it costs.
+ * type), `STORE_WRITES_PER_TRANSACTION` a transaction. An ingest writes each of these rows once,
+ * and more besides (customers, stage changes, cohort days): this rate bounds it from above,
+ * whatever the JavaScript around it costs.
  */
 async function storeWrites(dataDir: string, into: string): Promise<{ rows: number; seconds: number }> {
-  const [from, to] = [await openLifecycleStore({ dataDir }), await openLifecycleStore({ dataDir: into })];
+  const from = await openLifecycleStore({ dataDir });
   let rows = 0;
   let seconds = 0;
   try {
-    const types = await from.query<{ event_type: string }>('SELECT DISTINCT event_type FROM lifecycle_events ORDER BY event_type');
-    for (const { event_type: type } of types) {
-      for await (const page of sqlEventStore(from).readAllOfType(type, STORE_WRITES_PER_TRANSACTION)) {
-        const started = performance.now();
-        await to.transaction((tx) => sqlEventStore(tx).insert(page));
-        seconds += (performance.now() - started) / 1000;
-        rows += page.length;
+    const to = await openLifecycleStore({ dataDir: into });
+    try {
+      const types = await from.query<{ event_type: string }>('SELECT DISTINCT event_type FROM lifecycle_events ORDER BY event_type');
+      for (const { event_type: type } of types) {
+        for await (const page of sqlEventStore(from).readAllOfType(type, STORE_WRITES_PER_TRANSACTION)) {
+          const started = performance.now();
+          await to.transaction((tx) => sqlEventStore(tx).insert(page));
+          seconds += (performance.now() - started) / 1000;
+          rows += page.length;
+        }
       }
+    } finally {
+      await to.close();
     }
   } finally {
-    await Promise.all([from.close(), to.close()]);
+    await from.close();
   }
   return { rows, seconds: round3(seconds) };
 }
