@@ -19,6 +19,8 @@ export default {
     '^@lifecycle/(api|ingest|projector)$': '<rootDir>/services/$1/src/index.ts',
     // The EventStoreDB adapter is a subpath of its own: its gRPC client is slow to load.
     '^@lifecycle/eventstore/eventstoredb$': '<rootDir>/packages/eventstore/src/eventstoredb.ts',
+    // CSV alone, for `lifecycle sql`: the API's index loads fastify.
+    '^@lifecycle/api/csv$': '<rootDir>/services/api/src/csv.ts',
     '^@lifecycle/([a-z]+)$': '<rootDir>/packages/$1/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },

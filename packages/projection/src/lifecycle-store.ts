@@ -22,9 +22,22 @@ import { migrate, openPglite, openPostgres, type SqlDatabase } from '@lifecycle/
 /** Where the streams and read models live: an embedded directory, or a PostgreSQL URL. */
 export type StoreLocation = { dataDir: string } | { databaseUrl: string };
 
+export interface OpenOptions {
+  /**
+   * Opened to be read once and closed (an export, one SQL statement): the embedded store starts
+   * with a small page cache, which sets up faster (`PgliteOptions.sharedBuffersMib`).
+   */
+  readOnce?: boolean;
+}
+
+const READ_ONCE_BUFFERS_MIB = 32;
+
 /** Opens the store and brings its schema up to date. */
-export async function openLifecycleStore(location: StoreLocation): Promise<SqlDatabase> {
-  const db = 'dataDir' in location ? await openPglite(location.dataDir) : await openPostgres(location.databaseUrl);
+export async function openLifecycleStore(location: StoreLocation, options: OpenOptions = {}): Promise<SqlDatabase> {
+  const db =
+    'dataDir' in location
+      ? await openPglite(location.dataDir, options.readOnce === true ? { sharedBuffersMib: READ_ONCE_BUFFERS_MIB } : {})
+      : await openPostgres(location.databaseUrl);
   try {
     await migrate(db, [...eventStoreMigrations, ...readModelMigrations]);
   } catch (error) {

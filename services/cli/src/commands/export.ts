@@ -17,7 +17,7 @@ const rowsOf = async (db: SqlDatabase, kind: ExportKind, byChannel: boolean, con
 
 /** SPEC §7 exports as NDJSON on stdout. */
 export async function exportCommand(kind: ExportKind, byChannel: boolean, location: StoreLocation, config: LifecycleConfig, asOf: number | undefined): Promise<void> {
-  const db = await openLifecycleStore(location);
+  const db = await openLifecycleStore(location, { readOnce: true });
   try {
     await writeLines((await rowsOf(db, kind, byChannel, config, asOf)).map((row) => JSON.stringify(row)));
   } finally {

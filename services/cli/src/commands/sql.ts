@@ -1,4 +1,5 @@
-import { toCsv } from '@lifecycle/api';
+// The CSV writer alone: the API's index loads its HTTP server (~0.15 s at every start).
+import { toCsv } from '@lifecycle/api/csv';
 import { openLifecycleStore, type StoreLocation } from '@lifecycle/projection';
 import { writeLines } from '../lines.js';
 import { UsageError } from '../settings.js';
@@ -20,7 +21,7 @@ function table(rows: readonly Record<string, unknown>[]): string[] {
  * models): the analysts' way into the embedded store, which psql cannot open.
  */
 export async function sqlCommand(statement: string, location: StoreLocation, format: SqlFormat): Promise<void> {
-  const db = await openLifecycleStore(location);
+  const db = await openLifecycleStore(location, { readOnce: true });
   try {
     const rows = await db
       .transaction(async (tx) => {
