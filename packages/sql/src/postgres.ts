@@ -1,16 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
+import type pg from 'pg';
 import type { SqlDatabase, SqlExecutor } from './database.js';
 
-// bigint (int8) and numeric come back as strings by default; our amounts and instants fit in
-// a double (they are validated ≤ Number.MAX_SAFE_INTEGER), so read them as numbers.
-pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
-pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => Number(v));
+// Loaded when a PostgreSQL store is opened: the embedded store's commands (an export, one SQL
+// statement) would otherwise load the client at every start, ~70 ms of it.
+async function loadClient() {
+  const [{ default: client }, { from: copyFrom }] = await Promise.all([import('pg'), import('pg-copy-streams')]);
+  // bigint (int8) and numeric come back as strings by default; our amounts and instants fit in
+  // a double (they are validated ≤ Number.MAX_SAFE_INTEGER), so read them as numbers.
+  client.types.setTypeParser(client.types.builtins.INT8, (v) => Number(v));
+  client.types.setTypeParser(client.types.builtins.NUMERIC, (v) => Number(v));
+  return { pg: client, copyFrom };
+}
 
-const executor = (client: pg.Pool | pg.PoolClient): SqlExecutor => ({
+const executor = ({ pg, copyFrom }: Awaited<ReturnType<typeof loadClient>>, client: pg.Pool | pg.PoolClient): SqlExecutor => ({
   async query<Row>(sql: string, params: readonly unknown[] = []) {
     return (await client.query(sql, params as unknown[])).rows as Row[];
   },
@@ -38,7 +43,8 @@ export async function openPostgres(url: string): Promise<SqlDatabase> {
   // planner chose a parallel scan of the whole table; with parallel query off, a chunk of 2 500
   // touchpoints took 270 ms and 300 ms of the machine's CPU instead of 310–330 ms and 380 ms.
   // An `options` in the URL replaces these.
-  const pool = new pg.Pool({ connectionString: url, max: 4, options: '-c jit=off -c max_parallel_workers_per_gather=0' });
+  const loaded = await loadClient();
+  const pool = new loaded.pg.Pool({ connectionString: url, max: 4, options: '-c jit=off -c max_parallel_workers_per_gather=0' });
   // An idle connection the server closed (restart, pg_terminate_backend, DROP DATABASE … FORCE)
   // is reported here and dropped from the pool; the next query opens another. Unhandled, this
   // event would end the process although nothing was in flight.
@@ -52,7 +58,7 @@ export async function openPostgres(url: string): Promise<SqlDatabase> {
     throw new Error(`cannot connect to PostgreSQL at ${safe.toString()}: ${(error as Error).message}`, { cause: error });
   }
   return {
-    ...executor(pool),
+    ...executor(loaded, pool),
     description: `PostgreSQL at ${safe.toString()}`,
     async transaction(work) {
       const client = await pool.connect();
@@ -64,7 +70,7 @@ export async function openPostgres(url: string): Promise<SqlDatabase> {
       client.on('error', onError);
       try {
         await client.query('BEGIN');
-        const result = await work(executor(client));
+        const result = await work(executor(loaded, client));
         await client.query('COMMIT');
         return result;
       } catch (error) {
