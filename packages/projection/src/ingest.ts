@@ -37,6 +37,9 @@ export interface IngestOptions {
   onProgress?: (summary: Readonly<IngestSummary>) => void;
 }
 
+/** Touchpoints per transaction when the caller does not say (`lifecycle ingest --batch-size`). */
+export const DEFAULT_BATCH_SIZE = 100_000;
+
 const RAW_LIMIT = 4096;
 
 const rawText = (raw: string | Uint8Array) =>
@@ -60,7 +63,7 @@ export async function ingestLines(
   options: IngestOptions,
 ): Promise<IngestSummary> {
   // Large batches: each statement and the bookkeeping of a batch are paid once per batch.
-  const batchSize = options.batchSize ?? 100_000;
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   const summary: IngestSummary = { lines: 0, accepted: 0, duplicates: 0, rejected: {} };
   const keyed = new KeyedState();
   let batch: Item[] = [];

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigMismatchError, enableTestFaults, type CrashPoint } from '@lifecycle/projection';
+import { ConfigMismatchError, DEFAULT_BATCH_SIZE, enableTestFaults, type CrashPoint } from '@lifecycle/projection';
 import { MixedWritersError } from '@lifecycle/readmodel';
 import { DirectoryInUseError } from '@lifecycle/sql';
 import { EXPORT_KINDS, type ExportKind } from './commands/export.js';
@@ -94,7 +94,7 @@ program
   .addOption(databaseOption())
   .option('--dead-letters <file>', 'where rejected lines go (default: DIR/dead-letter.ndjson, or ./dead-letter.ndjson with --database)')
   .addOption(configOption())
-  .option('--batch-size <n>', 'touchpoints per transaction (fewer: less memory, slower)', atLeastOne('--batch-size'), 100_000)
+  .option('--batch-size <n>', 'touchpoints per transaction (fewer: less memory, slower)', atLeastOne('--batch-size'), DEFAULT_BATCH_SIZE)
   .option('--heap-cap <MiB>', "caps the JavaScript heap: the work runs in a child process started with this limit, and again with twice the limit if it is reached (0: node's own limit, in this process)", integer('--heap-cap'), 0)
   .action(async (file: string, options: StoreOptions & { deadLetters?: string; batchSize: number; heapCap: number }) => {
     const location = storeLocation(options);
