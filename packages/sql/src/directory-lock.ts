@@ -1,5 +1,5 @@
 import { readFile, unlink, writeFile } from 'node:fs/promises';
-import { unlinkSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -56,13 +56,29 @@ export interface DirectoryLock {
   release(): Promise<void>;
 }
 
+/**
+ * Whether a process has exited but was not reaped yet (a zombie): it holds nothing any more. Its
+ * parent reaps it, unless the parent is gone and PID 1 does not reap (a container started without
+ * an init): then a holder killed mid-work would keep its directory taken for as long as the
+ * container runs. Linux only (/proc); elsewhere, false.
+ */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (command) state …": the command may hold spaces and parentheses, the state follows the last ")".
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
+  }
+}
+
 const isAlive = (pid: number) => {
   try {
     process.kill(pid, 0);
-    return true;
+    return !isZombie(pid);
   } catch (error) {
     // EPERM: it exists, it is someone else's.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    return (error as NodeJS.ErrnoException).code === 'EPERM' && !isZombie(pid);
   }
 };
 

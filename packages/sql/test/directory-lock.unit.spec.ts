@@ -37,6 +37,27 @@ describe('one process per data directory', () => {
     await lock.release();
   });
 
+  test('a lock whose process exited but was not reaped (a zombie, under a parent that never waits) is taken over', async () => {
+    // `sh` starts `true` in the background, prints its pid and becomes `sleep`, which never reaps it.
+    const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 30']);
+    try {
+      const pid = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (data: Buffer) => resolve(data.toString()))));
+      let state = '';
+      for (let i = 0; i < 100 && state !== 'Z'; i += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+        state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      }
+      expect(state).toBe('Z');
+      await writeFile(join(dir, LOCK_FILE), staleLock(pid));
+      const lock = await lockDirectory(dir, 'lifecycle ingest f');
+      expect(JSON.parse(await readFile(join(dir, LOCK_FILE), 'utf8'))).toMatchObject({ pid: process.pid });
+      await lock.release();
+    } finally {
+      parent.kill();
+    }
+  });
+
   test('openers racing for a dead holder’s lock: exactly one wins', async () => {
     await writeFile(join(dir, LOCK_FILE), staleLock(deadPid()));
     // One process, so "alive" is the same pid for all: the winner is told apart by the lock's `command`.
