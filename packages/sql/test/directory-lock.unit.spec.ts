@@ -46,7 +46,7 @@ describe('one process per data directory', () => {
       for (let i = 0; i < 100 && state !== 'Z'; i += 1) {
         await new Promise((resolve) => setTimeout(resolve, 20));
         const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-        state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        state = stat[stat.lastIndexOf(')') + 2]!;
       }
       expect(state).toBe('Z');
       await writeFile(join(dir, LOCK_FILE), staleLock(pid));

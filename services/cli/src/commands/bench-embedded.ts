@@ -49,13 +49,14 @@ export interface PureFigures {
  * No embedded store can make an ingest faster than this. Returns the lifecycle events decided.
  */
 function decideWithoutStore(lines: readonly string[], config: LifecycleConfig): number {
+  type Held = { state: CustomerState; touchpoints: TimedTouchpoint[] };
   const recorded = new Set<string>();
-  const customers = new Map<string, { state: CustomerState; touchpoints: TimedTouchpoint[] }>();
+  const customers = new Map<string, Held>();
   let watermark = Number.NEGATIVE_INFINITY;
   let events = 0;
   let batch: Touchpoint[] = [];
   const decideBatch = () => {
-    const touched = new Set<{ state: CustomerState; touchpoints: TimedTouchpoint[] }>();
+    const touched = new Set<Held>();
     for (const touchpoint of batch) {
       const id = touchpointEvent(touchpoint).id;
       if (recorded.has(id)) continue;
